@@ -1,0 +1,32 @@
+"""`build_model(name, num_classes, image_size)`: one factory for every network the scripts name."""
+import torch.nn as nn
+import torchvision
+
+from core.errors import UserError
+from core.models.cifar_resnet import BasicBlock, Bottleneck, ResNet, SmallResNet
+
+CIFAR_NETWORKS = ("resnet18", "resnet50", "resnet20", "resnet32", "resnet56")
+IMAGENET_NETWORKS = ("resnet18", "resnet34", "resnet50")
+
+
+def build_model(name: str, num_classes: int, imagenet: bool = False) -> nn.Module:
+    """A freshly initialised network; its classifier is always ``model.fc``."""
+    if imagenet:
+        if name not in IMAGENET_NETWORKS:
+            raise UserError(f"--network {name!r} is not an ImageNet network; choose from "
+                            f"{', '.join(IMAGENET_NETWORKS)}")
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+    if name == "resnet18":
+        return ResNet(BasicBlock, [2, 2, 2, 2], num_classes)
+    if name == "resnet50":
+        return ResNet(Bottleneck, [3, 4, 6, 3], num_classes)
+    if name in ("resnet20", "resnet32", "resnet56"):
+        return SmallResNet(int(name[len("resnet"):]), num_classes)
+    raise UserError(f"--network {name!r} is unknown; choose from {', '.join(CIFAR_NETWORKS)}")
+
+
+def classifier_of(model: nn.Module) -> nn.Module:
+    """The final linear layer (its input is the penultimate feature), through DDP/compile wrappers."""
+    inner = getattr(model, "module", model)
+    inner = getattr(inner, "_orig_mod", inner)
+    return inner.fc

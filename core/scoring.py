@@ -1,0 +1,70 @@
+"""From a finished full-data run to its score file: dynamics + one eval pass of the final model."""
+import os
+
+import torch
+
+from core.errors import UserError
+from core.fileio import atomic_torch_save
+from core.training.checkpoint import load_checkpoint
+from core.training.run import run_paths, select_device
+
+
+def load_finished_run(base_dir: str, task_name: str) -> tuple[dict, dict, dict]:
+    """(paths, final checkpoint, dynamics file) of a finished run, or a UserError saying why not."""
+    paths = run_paths(base_dir, task_name)
+    if not os.path.isfile(paths["last"]):
+        raise UserError(f"no run in {paths['dir']}: {paths['last']} is missing (train it first "
+                        f"with train.py --task-name {task_name})")
+    state = load_checkpoint(paths["last"])
+    if not state.get("finished"):
+        raise UserError(f"the run in {paths['dir']} has not finished; run its train.py command "
+                        "again to resume and finish it")
+    if not os.path.isfile(paths["td"]):
+        raise UserError(f"{paths['td']} is missing: the run recorded no training dynamics")
+    td = load_checkpoint(paths["td"])
+    return paths, state, td
+
+
+def write_score_files(paths, task_name, *, dynamics_scores, inference, targets,
+                      data_score_path=None) -> dict:
+    """data-score-<task>.pickle (reference format) and features-<task>.pt (for coverage)."""
+    from core.score_io import save_data_score
+    from core.scores import make_data_score
+
+    data_score = make_data_score(dynamics_scores, inference, targets)
+    data_score_path = data_score_path or os.path.join(paths["dir"],
+                                                      f"data-score-{task_name}.pickle")
+    save_data_score(data_score_path, data_score)
+    features_path = os.path.join(paths["dir"], f"features-{task_name}.pt")
+    if "features" in inference:
+        atomic_torch_save({"features": inference["features"].half(),
+                           "targets": targets.long().clone()}, features_path)
+    return {"data_score_path": data_score_path, "features_path": features_path,
+            "num_examples": len(targets), "keys": sorted(data_score)}
+
+
+def score_finished_run(*, base_dir, task_name, dataset=None, data_dir=None, data_score_path=None,
+                       device_flag="auto", gpuid="0", download=True) -> dict:
+    """Scores for a CIFAR-family run (train.py)."""
+    from core.data import DeviceLoader, load_dataset
+    from core.models import build_model, classifier_of
+    from core.scores import inference_scores
+
+    paths, state, td = load_finished_run(base_dir, task_name)
+    run_args = state["args"]
+    if dataset is not None and dataset != run_args["dataset"]:
+        raise UserError(f"--dataset {dataset}: the run in {paths['dir']} was trained on "
+                        f"{run_args['dataset']}")
+    device = select_device(device_flag, gpuid)
+    data = load_dataset(run_args["dataset"], data_dir or run_args["data_dir"], download=download)
+    n = len(data.train.targets)
+    if td["scores"]["visits"].numel() != n:
+        raise UserError(f"{paths['td']} has {td['scores']['visits'].numel()} examples, the "
+                        f"{run_args['dataset']} training set {n}")
+    model = build_model(run_args["network"], data.num_classes).to(device)
+    model.load_state_dict(state["model"])
+    loader = DeviceLoader(data.train.images, data.train.targets, batch_size=1024, mean=data.mean,
+                          std=data.std, augment=False, shuffle=False, seed=0, device=device)
+    inference = inference_scores(model, loader.epoch(0), n, feature_module=classifier_of(model))
+    return write_score_files(paths, task_name, dynamics_scores=td["scores"], inference=inference,
+                             targets=data.train.targets, data_score_path=data_score_path)

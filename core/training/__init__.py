@@ -1,0 +1,1 @@
+"""Training: one Trainer for every dataset, checkpoints, optimisers and schedules, DDP helpers."""

@@ -1,0 +1,231 @@
+"""The one training loop for every dataset and launch mode.
+
+The loop itself never waits on the device: losses, accuracies and training dynamics
+accumulate in device tensors and are read once per epoch (marked "host sync" below).
+Loaders yield ``(index, images, targets)`` already on the device, via
+``loader.epoch(epoch, start_batch)``; the Trainer does not know which loader it has.
+"""
+import contextlib
+import math
+import os
+import signal
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from core.training import distributed as dist_utils
+from core.training.checkpoint import rng_state, save_checkpoint, set_rng_state, unwrap
+
+
+class Interrupted(Exception):
+    """Raised after a SIGINT/SIGTERM once the checkpoint is safely written."""
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def evaluate(model, loader, device, precision="fp32", topk=(1,)):
+    """Top-k accuracies (fractions) over a loader; ranks' shares are summed under DDP."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros(len(topk), device=device, dtype=torch.float64)
+    count = torch.zeros((), device=device, dtype=torch.float64)
+    with torch.no_grad(), autocast_for(device, precision):
+        for _, images, targets in loader.epoch(0):
+            logits = model(images)
+            top = logits.topk(max(topk), dim=1).indices
+            hits = top == targets[:, None]
+            for i, k in enumerate(topk):
+                correct[i] += hits[:, :k].any(dim=1).sum()
+            count += targets.numel()
+    dist_utils.all_reduce_sum_(correct)
+    dist_utils.all_reduce_sum_(count)
+    model.train(was_training)
+    return (correct / count.clamp_min(1)).tolist()  # host sync, once per evaluation
+
+
+class Trainer:
+    """Trains ``model`` for a number of iterations, testing, checkpointing and resuming.
+
+    ``state_extra`` is stored in every checkpoint (the run's resolved arguments), and
+    ``fingerprint`` must match on resume, so a folder is never resumed with other settings.
+    """
+
+    def __init__(self, *, model, optimizer, scheduler, train_loader, test_loader, device,
+                 run_dir, task_name, dynamics=None, precision="fp32", log=None, topk=(1,),
+                 checkpoint_interval_s=60.0, state_extra=None, progress=True):
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.train_loader, self.test_loader = train_loader, test_loader
+        self.device, self.precision, self.topk = device, precision, tuple(topk)
+        self.dynamics = dynamics
+        self.run_dir, self.task_name = run_dir, task_name
+        self.log = log
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.state_extra = state_extra or {}
+        self.progress = progress and dist_utils.is_main()
+        self.main = dist_utils.is_main()
+        self._stop_signal = None
+        self.position = {"iteration": 0, "epoch": 0, "batch": 0}
+        self.best_acc, self.last_acc, self.history = 0.0, None, []
+        self.train_time_s, self.images_seen = 0.0, 0
+
+    # ---- files -------------------------------------------------------------------------
+    def path(self, name):
+        return os.path.join(self.run_dir, name)
+
+    def state_dict(self, finished=False):
+        return {
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "dynamics": self.dynamics.state_dict() if self.dynamics is not None else None,
+            "position": dict(self.position),
+            "best_acc": self.best_acc, "last_acc": self.last_acc, "history": self.history,
+            "train_time_s": self.train_time_s, "images_seen": self.images_seen,
+            "rng": rng_state(), "finished": finished, **self.state_extra,
+        }
+
+    def load_state_dict(self, state):
+        unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.dynamics is not None and state.get("dynamics") is not None:
+            self.dynamics.load_state_dict(state["dynamics"])
+        self.position = dict(state["position"])
+        self.best_acc, self.last_acc = state["best_acc"], state["last_acc"]
+        self.history = list(state["history"])
+        self.train_time_s, self.images_seen = state["train_time_s"], state["images_seen"]
+        set_rng_state(state["rng"])
+
+    def save_last(self, finished=False):
+        if self.dynamics is not None:
+            self.dynamics.all_reduce()  # every rank must hold the totals before rank 0 saves
+        if self.main:
+            save_checkpoint(self.state_dict(finished), self.path("ckpt-last.pt"))
+        self._last_save = time.monotonic()
+
+    def save_best(self):
+        if self.main:
+            save_checkpoint({"model": unwrap(self.model).state_dict(), "acc": self.best_acc,
+                             "iteration": self.position["iteration"], **self.state_extra},
+                            self.path("ckpt-best.pt"))
+
+    # ---- signals -----------------------------------------------------------------------
+    def _on_signal(self, signum, _frame):
+        self._stop_signal = signum
+
+    def _stop_requested(self, iteration):
+        """Whether any rank got SIGINT/SIGTERM; under DDP all ranks agree every 25 iterations."""
+        if not dist_utils.is_distributed():
+            return self._stop_signal is not None
+        if iteration % 25:
+            return False
+        flag = torch.tensor([1.0 if self._stop_signal else 0.0], device=self.device)
+        return bool(dist_utils.all_reduce_sum_(flag).item())  # host sync, every 25 iterations
+
+    # ---- the loop ----------------------------------------------------------------------
+    def _test(self):
+        accs = evaluate(self.model, self.test_loader, self.device, self.precision, self.topk)
+        self.last_acc = accs[0]
+        improved = accs[0] > self.best_acc or not self.history
+        self.best_acc = max(self.best_acc, accs[0])
+        self.history.append({"iteration": self.position["iteration"],
+                             "epoch": self.position["epoch"], "acc": accs})
+        if improved:
+            self.save_best()
+        return accs
+
+    def _step(self, images, targets):
+        with autocast_for(self.device, self.precision):
+            logits = self.model(images)
+            loss = F.cross_entropy(logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return logits.detach(), loss.detach()
+
+    def fit(self, total_iterations, epochs_per_test=1):
+        """Train until ``total_iterations``; returns the result dict for metrics.json."""
+        per_epoch = len(self.train_loader)
+        total_epochs = math.ceil(total_iterations / per_epoch)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._last_save = time.monotonic()
+        bar = tqdm(total=total_iterations, initial=self.position["iteration"], unit="it",
+                   disable=not self.progress, dynamic_ncols=True, leave=False)
+        try:
+            while self.position["iteration"] < total_iterations:
+                self._run_epoch(total_iterations, per_epoch, total_epochs, epochs_per_test, bar)
+        finally:
+            bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        self.save_last(finished=True)
+        return self.result(total_iterations, total_epochs)
+
+    def _run_epoch(self, total_iterations, per_epoch, total_epochs, epochs_per_test, bar):
+        self.model.train()
+        epoch, start = self.position["epoch"], self.position["batch"]
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen, t0 = 0, time.perf_counter()
+        for index, images, targets in self.train_loader.epoch(epoch, start_batch=start):
+            logits, loss = self._step(images, targets)
+            if self.dynamics is not None:
+                self.dynamics.update(epoch, index, logits, targets)
+            n = targets.shape[0]
+            loss_sum += loss * n
+            correct += (logits.argmax(1) == targets).sum()
+            seen += n
+            self.position["iteration"] += 1
+            self.position["batch"] += 1
+            bar.update(1)
+            if self._stop_requested(self.position["iteration"]):
+                self._account(t0, seen)
+                self.save_last()
+                raise Interrupted(self.position["iteration"])
+            if self.position["iteration"] >= total_iterations:
+                break
+        epoch_done = self.position["batch"] >= per_epoch
+        if epoch_done:
+            self.position["epoch"], self.position["batch"] = epoch + 1, 0
+        if self.dynamics is not None:
+            self.dynamics.all_reduce()
+        stats = torch.stack([loss_sum.float(), correct.float()])
+        dist_utils.all_reduce_sum_(stats)
+        loss_v, correct_v = stats.tolist()  # host sync, once per epoch
+        self._account(t0, seen)
+        seen_all = max(1, seen * dist_utils.world_size())
+        finished = self.position["iteration"] >= total_iterations
+        line = (f"epoch {epoch + 1}/{total_epochs} it {self.position['iteration']}/"
+                f"{total_iterations} loss {loss_v / seen_all:.4f} train-acc "
+                f"{correct_v / seen_all:.4f} lr {self.optimizer.param_groups[0]['lr']:.5f}")
+        if finished or (epoch + 1) % epochs_per_test == 0:
+            accs = self._test()
+            line += " | test " + " ".join(f"top{k} {a:.4f}" for k, a in zip(self.topk, accs))
+            line += f" (best {self.best_acc:.4f})"
+        rate = self.images_seen / max(self.train_time_s, 1e-9)
+        bar.set_postfix_str(f"{rate:,.0f} img/s")
+        if self.log:
+            self.log.info(line + f" | {rate:,.0f} img/s")
+        due = time.monotonic() - self._last_save >= self.checkpoint_interval_s
+        if not finished and (due or (epoch + 1) % epochs_per_test == 0):
+            self.save_last()
+
+    def _account(self, t0, seen):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # host sync: time what the device really did
+        self.train_time_s += time.perf_counter() - t0
+        self.images_seen += seen * dist_utils.world_size()
+
+    def result(self, total_iterations, total_epochs):
+        return {"best_acc": self.best_acc, "last_acc": self.last_acc,
+                "iterations": total_iterations, "epochs": total_epochs,
+                "wall_time_s": self.train_time_s,
+                "images_per_s": self.images_seen / max(self.train_time_s, 1e-9),
+                "history": self.history}

@@ -1,0 +1,52 @@
+"""Turn a finished full-data run into importance scores.
+
+Reads <base-dir>/<task-name>/ckpt-last.pt and td-<task>.pt, makes one eval pass of the final
+model over the un-augmented training set (entropy, loss, penultimate features), and writes
+data-score-<task>.pickle (reference format) and features-<task>.pt beside them.
+
+    python generate_importance_score.py --base-dir ./data-model/cifar10 --task-name all-data
+"""
+import argparse
+import sys
+
+from core.errors import UserError, exit_with_error
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gpuid", type=str, default="0", help="GPU id (default: 0)")
+    parser.add_argument("--base-dir", type=str, required=True, help="folder of run folders")
+    parser.add_argument("--task-name", type=str, required=True, help="the full-data run's name")
+    parser.add_argument("--dataset", type=str, default=None,
+                        choices=("cifar10", "cifar100", "svhn", "cinic10"),
+                        help="(ours) dataset (default: the run's own)")
+    parser.add_argument("--data-dir", type=str, default=None,
+                        help="(ours) folder holding the dataset folder (default: the run's own)")
+    parser.add_argument("--data-score-path", type=str, default=None,
+                        help="(ours) output file (default: <run>/data-score-<task>.pickle)")
+    parser.add_argument("--device", type=str, default="auto",
+                        help="(ours) auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="(ours) fail instead of downloading a missing dataset")
+    return parser
+
+
+def main(args) -> int:
+    from core.scoring import score_finished_run
+
+    out = score_finished_run(base_dir=args.base_dir, task_name=args.task_name,
+                             dataset=args.dataset, data_dir=args.data_dir,
+                             data_score_path=args.data_score_path, device_flag=args.device,
+                             gpuid=args.gpuid, download=not args.no_download)
+    print(f"wrote {out['data_score_path']} ({out['num_examples']} examples, keys: "
+          f"{', '.join(out['keys'])}) and {out['features_path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    arguments = get_args_parser().parse_args()
+    try:
+        sys.exit(main(arguments))
+    except UserError as err:
+        exit_with_error(str(err))
