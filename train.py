@@ -25,6 +25,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add_coreset_flags(parser)
     parser.add_argument("--no-download", action="store_true",
                         help="(ours) fail instead of downloading a missing dataset")
+    parser.add_argument("--train-subset", type=int, default=0,
+                        help="(ours) train on a fixed subset of this many examples, which then "
+                             "stands in for the whole training set; 0 = all (default: 0)")
     return parser
 
 
@@ -32,6 +35,7 @@ def main(args) -> int:
     import torch
 
     from core.data import DeviceLoader, load_dataset
+    from core.data.subset import take_train_subset
     from core.models import build_model
     from core.scores import TrainingDynamics
     from core.training import distributed as dist_utils
@@ -51,7 +55,8 @@ def main(args) -> int:
     paths = run_paths(args.base_dir, args.task_name)
     coreset = cli.coreset_settings(args)
     fingerprint = {k: getattr(args, k) for k in
-                   ("dataset", "network", "epochs", "iterations", "batch_size", "lr", "seed")}
+                   ("dataset", "network", "epochs", "iterations", "batch_size", "lr", "seed",
+                    "train_subset")}
     fingerprint["coreset"] = coreset
     fingerprint["world_size"] = dist_utils.world_size()
     state = find_resume_state(paths, fingerprint, args.no_resume)
@@ -62,6 +67,7 @@ def main(args) -> int:
         return 0
 
     data = load_dataset(args.dataset, args.data_dir, download=not args.no_download)
+    data = take_train_subset(data, args.train_subset)
     indices = select_training_subset(coreset, args.data_score_path, data.train.targets, args.seed)
     if coreset is not None:
         coreset["data_score_path"] = args.data_score_path

@@ -47,6 +47,7 @@ def score_finished_run(*, base_dir, task_name, dataset=None, data_dir=None, data
                        device_flag="auto", gpuid="0", download=True) -> dict:
     """Scores for a CIFAR-family run (train.py)."""
     from core.data import DeviceLoader, load_dataset
+    from core.data.subset import take_train_subset
     from core.models import build_model, classifier_of
     from core.scores import inference_scores
 
@@ -57,6 +58,7 @@ def score_finished_run(*, base_dir, task_name, dataset=None, data_dir=None, data
                         f"{run_args['dataset']}")
     device = select_device(device_flag, gpuid)
     data = load_dataset(run_args["dataset"], data_dir or run_args["data_dir"], download=download)
+    data = take_train_subset(data, run_args.get("train_subset", 0))
     n = len(data.train.targets)
     if td["scores"]["visits"].numel() != n:
         raise UserError(f"{paths['td']} has {td['scores']['visits'].numel()} examples, the "

@@ -1,0 +1,32 @@
+"""A fixed subset of a training set that then stands in for the whole of it (CPU-scale runs)."""
+
+import dataclasses
+
+import torch
+
+from core.errors import UserError
+
+SUBSET_SEED = 0  # fixed: every run of a profile must see the same subset, whatever its --seed
+
+
+def take_train_subset(bundle, size: int):
+    """The bundle with its training set cut to ``size`` examples drawn once with a fixed seed.
+
+    Class proportions follow the full set's in expectation; order is the drawn order's sorted
+    positions, so scores and coreset indices refer to positions within the subset.
+    """
+    n = len(bundle.train.targets)
+    if size <= 0 or size == n:
+        return bundle
+    if size > n:
+        raise UserError(
+            f"--train-subset {size} is larger than the {bundle.name} training set ({n} examples)"
+        )
+    generator = torch.Generator().manual_seed(SUBSET_SEED)
+    keep = torch.randperm(n, generator=generator)[:size].sort().values
+    train = dataclasses.replace(
+        bundle.train,
+        images=bundle.train.images[keep].contiguous(),
+        targets=bundle.train.targets[keep].contiguous(),
+    )
+    return dataclasses.replace(bundle, train=train)

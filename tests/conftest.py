@@ -1,0 +1,30 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for path in (ROOT, os.path.join(ROOT, "tests")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
+def run_script(*argv, check=True, timeout=600, env=None):
+    """Run one of the project's scripts as a user would; returns the CompletedProcess."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{argv} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar10(tmp_path_factory):
+    """A data dir holding a small learnable CIFAR-10 in the official python layout."""
+    from tinydata import write_tiny
+
+    data_dir = tmp_path_factory.mktemp("data")
+    write_tiny("cifar10", str(data_dir), n_train=400, n_test=200, seed=0)
+    return str(data_dir)

@@ -1,0 +1,89 @@
+"""Runs survive being killed: rerunning the same command resumes, and the resumed run sees
+every example exactly as often as an uninterrupted one."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from conftest import ROOT, run_script
+
+EPOCHS = 8
+
+
+def command(data_dir, base, task):
+    return ["train.py", "--dataset", "cifar10", "--data-dir", data_dir, "--network", "resnet20",
+            "--batch-size", "64", "--epochs", str(EPOCHS), "--base-dir", base,
+            "--task-name", task, "--checkpoint-interval", "0"]
+
+
+def start_and_stop(argv, ckpt, sig):
+    """Start a run, wait until its first checkpoint exists, then send it ``sig``."""
+    proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    time.sleep(0.2)  # land mid-epoch
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out + err
+
+
+def scores(base, task):
+    return torch.load(f"{base}/{task}/td-{task}.pt", weights_only=True)["scores"]
+
+
+def test_sigkill_then_rerun_resumes(tiny_cifar10, tmp_path):
+    base = str(tmp_path)
+    argv = command(tiny_cifar10, base, "killed")
+    code, _ = start_and_stop(argv, f"{base}/killed/ckpt-last.pt", signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert not os.path.exists(f"{base}/killed/metrics.json")
+    out = run_script(*argv)
+    assert "resuming" in out.stdout
+    visits = scores(base, "killed")["visits"]
+    assert torch.equal(visits, torch.full_like(visits, EPOCHS))
+
+
+def test_sigterm_saves_mid_epoch_and_resumes_like_an_uninterrupted_run(tiny_cifar10, tmp_path):
+    base = str(tmp_path)
+    argv = command(tiny_cifar10, base, "stopped")
+    code, output = start_and_stop(argv, f"{base}/stopped/ckpt-last.pt", signal.SIGTERM)
+    assert code == 130, output
+    assert "run the same command again to resume" in output
+    state = torch.load(f"{base}/stopped/ckpt-last.pt", weights_only=True)
+    assert not state["finished"]
+    out = run_script(*argv)
+    assert f"resuming {base}/stopped at iteration {state['position']['iteration']}" in out.stdout
+    resumed = scores(base, "stopped")
+    assert torch.equal(resumed["visits"], torch.full_like(resumed["visits"], EPOCHS))
+
+    run_script(*command(tiny_cifar10, base, "straight"))
+    straight = scores(base, "straight")
+    for key in ("visits", "correctness", "forgetting", "last_correctness"):
+        assert torch.equal(resumed[key], straight[key]), key
+    for key in ("accumulated_margin", "el2n"):
+        assert torch.allclose(resumed[key], straight[key], atol=1e-4), key
+
+
+def test_no_resume_starts_afresh(tiny_cifar10, tmp_path):
+    base = str(tmp_path)
+    argv = command(tiny_cifar10, base, "again")
+    argv[argv.index("--epochs") + 1] = "1"
+    run_script(*argv)
+    out = run_script(*argv, "--no-resume")
+    assert "already finished" not in out.stdout and "resuming" not in out.stdout
+
+
+def test_resuming_with_other_settings_is_refused(tiny_cifar10, tmp_path):
+    base = str(tmp_path)
+    argv = command(tiny_cifar10, base, "other")
+    argv[argv.index("--epochs") + 1] = "1"
+    run_script(*argv)
+    argv[argv.index("--epochs") + 1] = "2"
+    proc = run_script(*argv, check=False)
+    assert proc.returncode == 2 and "--no-resume" in proc.stderr

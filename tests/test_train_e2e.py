@@ -1,0 +1,156 @@
+"""The README's CIFAR10 seed commands, run as written on a tiny CIFAR10 (lengths shortened,
+--network resnet20 for CPU speed, --data-dir pointing at the tiny data)."""
+import json
+import os
+import pickle
+
+import pytest
+import torch
+
+from conftest import run_script
+
+EPOCHS = 3
+
+
+def seed_commands(data_dir, base):
+    """The seven seed commands of the original README, shortened."""
+    score = f"{base}/all-data/data-score-all-data.pickle"
+    common = ["--dataset", "cifar10", "--gpuid", "0", "--data-dir", data_dir]
+    short = ["--network", "resnet20", "--batch-size", "64"]
+    coreset = ["--iterations", "12"] + common + short
+    return {
+        "full": ["train.py"] + common + ["--epochs", str(EPOCHS), "--lr", "0.1"] + short
+        + ["--task-name", "all-data", "--base-dir", base],
+        "scores": ["generate_importance_score.py", "--gpuid", "0", "--base-dir", base,
+                   "--task-name", "all-data"],
+        "ccs": ["train.py"] + coreset + ["--task-name", "ccs-0.1", "--base-dir", f"{base}/ccs",
+                "--coreset", "--coreset-mode", "stratified", "--data-score-path", score,
+                "--coreset-key", "accumulated_margin", "--coreset-ratio", "0.1",
+                "--mis-ratio", "0.3"],
+        "random": ["train.py"] + coreset + ["--task-name", "random-0.1", "--base-dir",
+                   f"{base}/random", "--coreset", "--coreset-mode", "random",
+                   "--coreset-ratio", "0.1"],
+        "forgetting": ["train.py"] + coreset + ["--task-name", "forgetting-0.1", "--base-dir",
+                       f"{base}/forgetting", "--coreset", "--coreset-mode", "coreset",
+                       "--data-score-path", score, "--coreset-key", "forgetting",
+                       "--coreset-ratio", "0.1", "--data-score-descending", "1"],
+        "aum": ["train.py"] + coreset + ["--task-name", "accumulated_margin-0.1", "--base-dir",
+                f"{base}/accumulated_margin", "--coreset", "--coreset-mode", "coreset",
+                "--data-score-path", score, "--coreset-key", "accumulated_margin",
+                "--coreset-ratio", "0.1", "--data-score-descending", "0"],
+        "el2n": ["train.py"] + coreset + ["--task-name", "el2n-0.1", "--base-dir", f"{base}/el2n",
+                 "--coreset", "--coreset-mode", "coreset", "--data-score-path", score,
+                 "--coreset-key", "el2n", "--coreset-ratio", "0.1",
+                 "--data-score-descending", "1"],
+    }
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_cifar10, tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("runs") / "cifar10")
+    commands = seed_commands(tiny_cifar10, base)
+    outputs = {name: run_script(*argv) for name, argv in commands.items()}
+    return base, outputs
+
+
+def test_full_data_run_writes_its_files(pipeline):
+    base, outputs = pipeline
+    run = f"{base}/all-data"
+    for name in ("ckpt-last.pt", "ckpt-best.pt", "log-train-all-data.log", "td-all-data.pt",
+                 "metrics.json"):
+        assert os.path.isfile(f"{run}/{name}"), name
+    metrics = json.load(open(f"{run}/metrics.json"))
+    assert metrics["method"] == "full" and metrics["pruning_rate"] == 0.0
+    assert metrics["train_size"] == metrics["coreset_size"] == 400
+    assert metrics["epochs"] == EPOCHS and metrics["iterations"] == EPOCHS * 7  # ceil(400/64)
+    assert 0.0 <= metrics["last_acc"] <= metrics["best_acc"] <= 1.0
+    for key in ("wall_time_s", "images_per_s", "seed", "device", "args", "versions",
+                "git_commit"):
+        assert key in metrics, key
+    # the log mirrors what was printed
+    log = open(f"{run}/log-train-all-data.log").read()
+    assert "epoch 3/3" in log and "done: best acc" in log
+
+
+def test_tiny_data_is_learned(pipeline):
+    base, _ = pipeline
+    metrics = json.load(open(f"{base}/all-data/metrics.json"))
+    assert metrics["best_acc"] > 0.3  # 10 classes: chance is 0.1
+
+
+def test_dynamics_visit_every_example_once_per_epoch(pipeline):
+    base, _ = pipeline
+    td = torch.load(f"{base}/all-data/td-all-data.pt", weights_only=True)
+    assert td["epochs"] == EPOCHS
+    assert torch.equal(td["scores"]["visits"], torch.full((400,), EPOCHS, dtype=torch.int32))
+    # O(N): the file holds a handful of N-vectors, whatever the epochs and classes
+    assert os.path.getsize(f"{base}/all-data/td-all-data.pt") < 400 * 4 * 12 + 20_000
+
+
+def test_score_file_has_the_reference_keys(pipeline):
+    base, _ = pipeline
+    with open(f"{base}/all-data/data-score-all-data.pickle", "rb") as fh:
+        score = pickle.load(fh)  # the authors' scripts read it this way
+    int_keys = ("targets", "correctness", "forgetting", "last_correctness", "visits")
+    float_keys = ("accumulated_margin", "el2n", "entropy", "loss", "moderate_distance")
+    for key in int_keys:
+        assert score[key].dtype == torch.int32 and score[key].shape == (400,), key
+    for key in float_keys:
+        assert score[key].dtype == torch.float32 and score[key].shape == (400,), key
+        assert torch.isfinite(score[key]).all(), key
+    assert (score["correctness"] <= EPOCHS).all() and (score["forgetting"] <= EPOCHS // 2).all()
+    assert (score["accumulated_margin"].abs() <= EPOCHS).all()
+    features = torch.load(f"{base}/all-data/features-all-data.pt", weights_only=True)
+    assert features["features"].shape == (400, 64)
+
+
+@pytest.mark.parametrize("method,folder,task", [
+    ("ccs", "ccs", "ccs-0.1"), ("random", "random", "random-0.1"),
+    ("forgetting", "forgetting", "forgetting-0.1"),
+    ("accumulated_margin", "accumulated_margin", "accumulated_margin-0.1"),
+    ("el2n", "el2n", "el2n-0.1")])
+def test_coreset_runs(pipeline, method, folder, task):
+    base, _ = pipeline
+    run = f"{base}/{folder}/{task}"
+    metrics = json.load(open(f"{run}/metrics.json"))
+    assert metrics["method"] == method
+    assert metrics["pruning_rate"] == pytest.approx(0.9)
+    assert metrics["coreset_size"] == 40 and metrics["iterations"] == 12
+    indices = torch.load(f"{run}/coreset-indices.pt", weights_only=True)
+    assert indices.numel() == 40 and indices.unique().numel() == 40
+    td = torch.load(f"{run}/td-{task}.pt", weights_only=True)
+    visited = td["scores"]["visits"] > 0
+    assert torch.equal(visited.nonzero().flatten(), indices.sort().values)
+
+
+def test_score_ranked_coresets_keep_the_right_end(pipeline):
+    base, _ = pipeline
+    with open(f"{base}/all-data/data-score-all-data.pickle", "rb") as fh:
+        score = pickle.load(fh)
+    chosen = torch.load(f"{base}/el2n/el2n-0.1/coreset-indices.pt", weights_only=True)
+    rest = torch.ones(400, dtype=torch.bool)
+    rest[chosen] = False
+    assert score["el2n"][chosen].min() >= score["el2n"][rest].max()  # descending: the largest
+    chosen = torch.load(f"{base}/accumulated_margin/accumulated_margin-0.1/coreset-indices.pt",
+                        weights_only=True)
+    rest = torch.ones(400, dtype=torch.bool)
+    rest[chosen] = False
+    aum = score["accumulated_margin"]
+    assert aum[chosen].max() <= aum[rest].min()  # ascending: the smallest margins
+
+
+def test_ccs_skips_the_hard_cut(pipeline):
+    base, _ = pipeline
+    with open(f"{base}/all-data/data-score-all-data.pickle", "rb") as fh:
+        score = pickle.load(fh)
+    chosen = torch.load(f"{base}/ccs/ccs-0.1/coreset-indices.pt", weights_only=True)
+    cut = score["accumulated_margin"].argsort()[:120]  # int(0.3 * 400) lowest AUM
+    assert not set(cut.tolist()) & set(chosen.tolist())
+
+
+def test_rerunning_a_finished_run_does_nothing(pipeline, tiny_cifar10):
+    base, _ = pipeline
+    before = os.path.getmtime(f"{base}/random/random-0.1/ckpt-last.pt")
+    out = run_script(*seed_commands(tiny_cifar10, base)["random"])
+    assert "already finished" in out.stdout
+    assert os.path.getmtime(f"{base}/random/random-0.1/ckpt-last.pt") == before
