@@ -1,0 +1,246 @@
+"""Known answers for core/report.py on fabricated run folders."""
+
+import importlib
+import json
+import pickle
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import report
+
+REPO = Path(__file__).resolve().parents[1]
+N = 40  # training-set size; example i has the feature vector (i, 0)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def hand_aucpr(indices):
+    """Mean over examples 0..N-1 of the distance to the nearest index, on the number line."""
+    return sum(min(abs(i - j) for j in indices) for i in range(N)) / N
+
+
+def write_run(base, name, method, rate, best, seed=0, indices=None, coreset=None, **extra):
+    folder = base / name
+    folder.mkdir(parents=True)
+    metrics = {
+        "method": method,
+        "pruning_rate": rate,
+        "best_acc": best,
+        "last_acc": best - 0.01,
+        "coreset_size": N if indices is None else len(indices),
+        "train_size": N,
+        "seed": seed,
+        "dataset": "cifar10",
+        "network": "resnet18",
+        "coreset": coreset,
+        "args": {},
+        **extra,
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if indices is not None:
+        torch.save(torch.tensor(indices, dtype=torch.long), folder / "coreset-indices.pt")
+    return folder
+
+
+def ccs_info(ratio, beta, strata=5):
+    return {
+        "mode": "stratified",
+        "key": "accumulated_margin",
+        "ratio": ratio,
+        "mis_ratio": beta,
+        "mis_key": "accumulated_margin",
+        "mis_descending": False,
+        "descending": False,
+        "class_balanced": False,
+        "strata": strata,
+        "data_score_path": "full/data-score-full.pickle",
+    }
+
+
+CCS_90 = [12, 20, 28, 36]  # all above the hard cut (examples 0..9 have the lowest AUM)
+RANDOM_50 = {0: list(range(20)), 1: list(range(0, N, 2))}
+FORGETTING_90 = [0, 1, 2, 3]
+
+
+@pytest.fixture
+def base(tmp_path):
+    """A base folder with full-data, random (2 seeds), CCS and forgetting runs."""
+    root = tmp_path / "runs"
+    full = write_run(root, "full", "full", 0.0, 0.95)
+    features = torch.stack([torch.arange(N, dtype=torch.float32), torch.zeros(N)], dim=1)
+    torch.save({"features": features.half(), "targets": torch.zeros(N, dtype=torch.long)},
+               full / "features-full.pt")
+    data_score = {
+        "accumulated_margin": torch.linspace(-1, 1, N),
+        "targets": torch.zeros(N, dtype=torch.int32),
+    }
+    with open(full / "data-score-full.pickle", "wb") as fh:
+        pickle.dump(data_score, fh)
+    for seed, best in ((0, 0.90), (1, 0.92)):
+        write_run(root, f"random-50-s{seed}", "random", 0.5, best, seed, RANDOM_50[seed])
+    write_run(root, "ccs-90", "ccs", 0.9, 0.80, 0, CCS_90, ccs_info(0.1, 0.25))
+    write_run(root, "forgetting-90", "forgetting", 0.9, 0.40, 0, FORGETTING_90)
+    return root
+
+
+@pytest.fixture
+def stand_ins(monkeypatch):
+    """core.coreset / core.score_io as CONTRACTS.md describes them, where not yet written."""
+    try:
+        importlib.import_module("core.coreset")
+    except ImportError:
+        module = types.ModuleType("core.coreset")
+
+        def stratify(scores, strata):
+            scores = scores.double()
+            low, high = float(scores.min()), float(scores.max())
+            width = (high - low) / strata * (1 + 1e-9) or 1.0
+            edges = low + width * torch.arange(strata + 1, dtype=torch.float64)
+            return ((scores - low) / width).floor().long().clamp(0, strata - 1), edges
+
+        module.stratify = stratify
+        monkeypatch.setitem(sys.modules, "core.coreset", module)
+    try:
+        importlib.import_module("core.score_io")
+    except ImportError:
+        module = types.ModuleType("core.score_io")
+        module.load_data_score = lambda path: pickle.load(open(path, "rb"))
+        monkeypatch.setitem(sys.modules, "core.score_io", module)
+
+
+def table_row(table, label):
+    """The cells of the first table row whose method is ``label``."""
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if cells[0] == label:
+            return cells[1:]
+    raise AssertionError(f"no row {label!r} in\n{table}")
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 10_000
+
+
+def test_collect_runs_sorts_by_method_rate_seed(base):
+    runs = report.collect_runs(str(base))
+    order = [(run["method"], run["pruning_rate"], run["seed"]) for run in runs]
+    assert order == [
+        ("full", 0.0, 0),
+        ("random", 0.5, 0),
+        ("random", 0.5, 1),
+        ("ccs", 0.9, 0),
+        ("forgetting", 0.9, 0),
+    ]
+    assert runs[3]["run_dir"] == "ccs-90" and runs[3]["mis_ratio"] == 0.25
+
+
+def test_report_writes_summary_table_and_figures(base, tmp_path, stand_ins, capsys):
+    out = tmp_path / "report"
+    report.main([str(base), "--out", str(out), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    for name in ("summary.json", "table.md", "accuracy.png", "strata.png", "coverage.png"):
+        assert f"wrote {out / name}" in printed
+    for name in ("accuracy.png", "strata.png", "coverage.png"):
+        assert_png(out / name)
+
+    summary = json.loads((out / "summary.json").read_text())
+    runs = {run["run_dir"]: run for run in summary["runs"]}
+    assert [run["method"] for run in summary["runs"]] == [
+        "full", "random", "random", "ccs", "forgetting"
+    ]
+    assert runs["full"]["aucpr"] is None
+    assert runs["random-50-s0"]["aucpr"] == pytest.approx(hand_aucpr(RANDOM_50[0]))  # 5.25
+    assert runs["random-50-s1"]["aucpr"] == pytest.approx(hand_aucpr(RANDOM_50[1]))  # 0.5
+    assert runs["ccs-90"]["aucpr"] == pytest.approx(hand_aucpr(CCS_90))  # 3.3
+    assert runs["forgetting-90"]["aucpr"] == pytest.approx(16.65)
+    assert runs["random-50-s1"]["train_size"] == N and runs["ccs-90"]["coreset_size"] == 4
+    assert "git_commit" in summary["generated_by"]
+    assert summary["generated_by"]["features"].endswith("features-full.pt")
+
+    table = (out / "table.md").read_text()
+    assert table in printed
+    header = next(line for line in table.splitlines() if line.startswith("| method"))
+    assert header == "| method | 0% | 50% | 90% |"
+    assert table_row(table, "full") == ["95.0", "—", "—"]
+    # seeds 90% and 92%: mean 91.0, sample std 2 / sqrt(2) = 1.41
+    assert table_row(table, "random") == ["—", "91.0 ± 1.4 (n=2)", "—"]
+    assert table_row(table, "ccs") == ["—", "—", "80.0"]
+    assert table_row(table, "forgetting")[2] == "40.0"
+    aucpr_table = table.split("AUCpr")[1]
+    assert table_row(aucpr_table, "random")[0] == "2.875 ± 3.359 (n=2)"
+    assert table_row(aucpr_table, "ccs")[1] == "3.300"
+    assert "β of ccs per pruning rate: 90%: 0.25" in table
+
+
+def test_strata_counts_follow_the_hard_cut(stand_ins):
+    data_score = {"accumulated_margin": torch.linspace(-1, 1, N)}
+    counts = report.strata_counts(data_score, ccs_info(0.1, 0.25), torch.tensor(CCS_90))
+    assert len(counts["edges"]) == 6 and int(counts["sizes"].sum()) == N - 10
+    assert int(counts["taken"].sum()) == 4 and counts["picked_in_cut"] == 0
+    assert sorted(counts["cut_scores"].tolist()) == pytest.approx(
+        torch.linspace(-1, 1, N)[:10].double().tolist()
+    )
+    assert float(counts["edges"][0]) == pytest.approx(float(torch.linspace(-1, 1, N)[10]))
+
+
+def test_coverage_rate_flag_and_beta_sweep(base, tmp_path, stand_ins, capsys):
+    write_run(base, "ccs-90-b0", "ccs", 0.9, 0.70, 0, [2, 12, 22, 32], ccs_info(0.1, 0.0))
+    out = tmp_path / "report"
+    report.main([str(base), "--out", str(out), "--coverage-rate", "0.5", "--device", "cpu"])
+    table = (out / "table.md").read_text()
+    assert table_row(table, "ccs") == ["—", "—", "80.0 †"]  # beta 0.25 beats beta 0 (70.0)
+    assert table_row(table, "ccs β=0") == ["70.0"]
+    assert table_row(table, "ccs β=0.25") == ["80.0"]
+    assert_png(out / "coverage.png")
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(base), "--out", str(out), "--coverage-rate", "0.3"])
+    assert exit_info.value.code == 2
+    assert "--coverage-rate 0.3" in capsys.readouterr().err
+
+
+def test_missing_pieces_skip_figures_with_a_note(tmp_path, capsys):
+    root = tmp_path / "runs"
+    write_run(root, "full", "full", 0.0, 0.95)
+    write_run(root, "ccs-90", "ccs", 0.9, 0.80, 0, None, ccs_info(0.1, 0.25))
+    (root / "broken").mkdir()
+    (root / "broken" / "metrics.json").write_text("{not json")
+    report.main([str(root)])
+    printed = capsys.readouterr().out
+    assert "note: skipping" in printed and "no coverage.png" in printed
+    assert "no strata.png" in printed
+    assert_png(root / "accuracy.png")
+    assert not (root / "coverage.png").exists() and not (root / "strata.png").exists()
+    summary = json.loads((root / "summary.json").read_text())
+    assert [run["aucpr"] for run in summary["runs"]] == [None, None]
+
+
+def test_no_metrics_is_a_user_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no usable metrics.json")
+
+
+def test_explicit_missing_features_is_a_user_error(base, capsys):
+    with pytest.raises(SystemExit):
+        report.main([str(base), "--features", str(base / "nope.pt")])
+    assert capsys.readouterr().err.startswith("error: --features")
+
+
+def test_command_line_entry_point(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "full", "full", 0.0, 0.95)
+    done = subprocess.run([sys.executable, "-m", "core.report", str(root)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith(f"wrote {root / 'accuracy.png'}")
+    assert "| full | 95.0 |" in done.stdout
+    missing = subprocess.run([sys.executable, "-m", "core.report", str(tmp_path / "none")],
+                             capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")
