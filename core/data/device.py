@@ -1,0 +1,174 @@
+"""A data loader that keeps the whole uint8 dataset on the device and augments batches there.
+
+No worker processes, no PIL, no per-image Python: at each epoch start one CPU generator seeded
+from (seed, epoch) draws the order and every example's crop offsets and flip, which move to the
+device once; batch b is then a slice of those draws. So the batches are a deterministic function
+of (seed, epoch, batch number) on any device, and resuming mid-epoch reproduces the rest exactly.
+"""
+
+import numpy as np
+import torch
+
+from core.errors import UserError
+
+PADDING = 4  # RandomCrop(32, padding=4, padding_mode="reflect") in the reference
+
+
+class DeviceLoader:
+    """Yields ``(index, images, targets)`` batches on ``device`` for one rank of ``world_size``.
+
+    ``images`` uint8 [N, C, H, W] and ``targets`` [N] are the whole split; ``indices`` (optional)
+    picks the subset to iterate, and the yielded ``index`` values are always positions in the
+    whole split. ``batch_size`` is the global batch, shared across ranks; images come back as
+    float32 ``(x / 255 - mean) / std``, reflect-padded random crops plus horizontal flips when
+    ``augment``.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        batch_size: int,
+        mean,
+        std,
+        augment: bool,
+        shuffle: bool,
+        seed: int,
+        device,
+        indices=None,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+    ):
+        _check_arguments(images, targets, mean, std, augment, batch_size, seed, rank, world_size)
+        index = _subset_index(indices, len(targets))
+        if len(index) < world_size:
+            raise UserError(f"{len(index)} examples cannot be shared among {world_size} ranks")
+        self.device = torch.device(device)
+        # The one host-to-device copy of the data.
+        self.images = (images if indices is None else images[index]).to(self.device).contiguous()
+        self.targets = (targets if indices is None else targets[index]).to(self.device).long()
+        self.index = index.to(self.device)
+        self.num_examples = len(index)
+        self.augment, self.shuffle, self.seed = augment, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self._bounds = batch_bounds(self.num_examples, batch_size, world_size)
+        # (x / 255 - mean) / std as one multiply-add.
+        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self._scale, self._shift = 1.0 / (255.0 * std_t), -mean_t / std_t
+
+    def __len__(self) -> int:
+        """Batches per epoch, the same on every rank."""
+        return len(self._bounds)
+
+    def epoch(self, epoch: int, start_batch: int = 0):
+        """Iterate over epoch ``epoch`` from batch ``start_batch`` on (to resume mid-epoch)."""
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(f"start_batch {start_batch} outside 0..{len(self)}")
+        return self._batches(epoch, start_batch)
+
+    def _batches(self, epoch: int, start_batch: int):
+        order, shifts, flips = self._draw(epoch)
+        for start, end in self._bounds[start_batch:]:
+            mine = slice(start + self.rank, end, self.world_size)  # this rank's share
+            position = order[mine]
+            if self.augment:
+                images = self._crop_and_flip(position, shifts[mine], flips[mine])
+            else:
+                images = self.images[position]
+            yield self.index[position], self._normalise(images), self.targets[position]
+
+    def _draw(self, epoch: int):
+        """The epoch's order and augmentation, drawn on the CPU so every device agrees."""
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        n = self.num_examples
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        shifts = flips = None
+        if self.augment:
+            shifts = torch.randint(0, 2 * PADDING + 1, (n, 2), generator=generator)
+            flips = torch.randint(0, 2, (n,), generator=generator).bool()
+            shifts, flips = shifts.to(self.device), flips.to(self.device)
+        return order.to(self.device), shifts, flips
+
+    def _crop_and_flip(self, position, shifts, flips) -> torch.Tensor:
+        """Reflect-padded crops, flipped where ``flips``, as one gather from the uint8 data.
+
+        Row i of the crop at offset dy is padded row i + dy, i.e. source row i + dy - PADDING
+        reflected into range; flipping reverses the column indices.
+        """
+        channels, height, width = self.images.shape[1:]
+        rows = _reflect(torch.arange(height, device=self.device) + shifts[:, :1] - PADDING, height)
+        cols = _reflect(torch.arange(width, device=self.device) + shifts[:, 1:] - PADDING, width)
+        cols = torch.where(flips[:, None], cols.flip(1), cols)
+        channel = torch.arange(channels, device=self.device)
+        return self.images[
+            position[:, None, None, None],
+            channel[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]
+
+    def _normalise(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.contiguous(memory_format=self.memory_format)  # cheaper in uint8
+        return images.float().mul_(self._scale).add_(self._shift)
+
+
+def _reflect(coordinate: torch.Tensor, size: int) -> torch.Tensor:
+    """Map coordinates in [-PADDING, size + PADDING) back into [0, size) like reflect padding."""
+    coordinate = coordinate.abs()
+    return torch.where(coordinate > size - 1, 2 * (size - 1) - coordinate, coordinate)
+
+
+def batch_bounds(num_examples: int, batch_size: int, world_size: int) -> list:
+    """``[(start, end)]`` of each global batch in epoch order.
+
+    A final batch that would give some rank fewer than 2 examples (BatchNorm needs 2 in train
+    mode) is merged into the batch before it.
+    """
+    bounds = [(s, min(s + batch_size, num_examples)) for s in range(0, num_examples, batch_size)]
+    if len(bounds) > 1 and (bounds[-1][1] - bounds[-1][0]) // world_size < 2:
+        bounds[-2:] = [(bounds[-2][0], num_examples)]
+    return bounds
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 64-bit generator seed for (seed, epoch)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0])
+
+
+def _subset_index(indices, num_examples: int) -> torch.Tensor:
+    if indices is None:
+        return torch.arange(num_examples)
+    index = torch.as_tensor(indices).cpu()
+    if index.ndim != 1 or index.dtype.is_floating_point or index.dtype == torch.bool:
+        raise UserError("indices must be a 1-D integer tensor of dataset positions")
+    index = index.long()
+    if len(index) and (index.min() < 0 or index.max() >= num_examples):
+        raise UserError(f"indices must lie in 0..{num_examples - 1}")
+    return index
+
+
+def _check_arguments(
+    images, targets, mean, std, augment, batch_size, seed, rank, world_size
+) -> None:
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise UserError(
+            f"images must be uint8 [N, C, H, W], got {images.dtype} {list(images.shape)}"
+        )
+    if targets.ndim != 1 or len(targets) != len(images):
+        raise UserError(f"targets must be [N] with N = {len(images)}, got {list(targets.shape)}")
+    if not len(mean) == len(std) == images.shape[1]:
+        raise UserError(f"mean and std need one value per channel ({images.shape[1]})")
+    if not 0 <= rank < world_size:
+        raise UserError(f"rank {rank} outside 0..{world_size - 1}")
+    if batch_size < world_size:
+        raise UserError(f"batch size {batch_size} is smaller than the world size {world_size}")
+    if augment and min(images.shape[2:]) <= PADDING:
+        raise UserError(
+            f"images of {list(images.shape[2:])} pixels are too small to pad by {PADDING}"
+        )
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
