@@ -6,13 +6,13 @@ The coverage curve is the fraction of T within radius r of S; AUCpr, the area ab
 equals the mean of r(x, S) over T. Lower AUCpr means better coverage.
 """
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 
 from core.errors import UserError
 
-TensorLike = Union[torch.Tensor, Sequence[float]]
+TensorLike = torch.Tensor | Sequence[float]
 
 
 def _pick_device(device) -> torch.device:
@@ -48,7 +48,7 @@ def nearest_distances(
     target: torch.Tensor,
     coreset: torch.Tensor,
     chunk_size: int = 4096,
-    device: Optional[Union[str, torch.device]] = None,
+    device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """Distance from each target point to its nearest coreset point: float32 CPU tensor [len(T)].
 
@@ -106,9 +106,9 @@ def aucpr(distances: TensorLike) -> float:
 def coreset_aucpr(
     features: torch.Tensor,
     indices: torch.Tensor,
-    target_indices: Optional[torch.Tensor] = None,
+    target_indices: torch.Tensor | None = None,
     chunk_size: int = 4096,
-    device: Optional[Union[str, torch.device]] = None,
+    device: str | torch.device | None = None,
 ) -> float:
     """AUCpr of the coreset ``features[indices]`` over the target ``features[target_indices]``.
 

@@ -14,9 +14,9 @@ import datetime
 import json
 import math
 import os
+import pickle
 import sys
 from collections import defaultdict
-from typing import Optional
 
 import torch
 
@@ -56,8 +56,13 @@ SUMMARY_KEYS = (
     "coreset",
 )
 DPI = 150
+MAX_CUT_BINS = 200
+# what torch.load(weights_only=True) raises for a missing, torn or foreign file
+LOAD_ERRORS = (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError)
 REPORT_FILES = ("summary.json", "table.md", "accuracy.png", "strata.png", "coverage.png")
-AUCPR_TITLE = "AUCpr (mean distance from a training example to the coreset; lower = better coverage)"
+AUCPR_TITLE = (
+    "AUCpr (mean distance from a training example to the coreset; lower = better coverage)"
+)
 
 
 def note(message: str) -> None:
@@ -82,11 +87,13 @@ def collect_runs(base_dir: str) -> list[dict]:
             if run is not None:
                 runs.append(run)
     if not runs:
-        raise UserError(f"no usable metrics.json under {base_dir!r}: is it the --base-dir of the runs?")
+        raise UserError(
+            f"no usable metrics.json under {base_dir!r}: is it the --base-dir of the runs?"
+        )
     return sorted(runs, key=_sort_key)
 
 
-def _read_run(folder: str, base_dir: str) -> Optional[dict]:
+def _read_run(folder: str, base_dir: str) -> dict | None:
     path = os.path.join(folder, "metrics.json")
     try:
         with open(path) as fh:
@@ -185,7 +192,7 @@ def choose_variants(runs: list[dict]) -> tuple[list[dict], set]:
 # ----------------------------------------------------------------------------- summary, tables
 
 
-def summarise(runs: list[dict], extra: Optional[dict] = None) -> dict:
+def summarise(runs: list[dict], extra: dict | None = None) -> dict:
     """The content of summary.json: every run's numbers plus where they came from."""
     from core.provenance import git_commit
 
@@ -375,11 +382,22 @@ def _draw_hard_cut(ax, counts: dict, width: float, beta: float) -> None:
     if len(cut_scores) == 0:
         return
     first = math.floor((float(cut_scores.min()) - low) / width)
-    last = math.ceil((float(cut_scores.max()) - low) / width) + 1
-    bins = [low + width * i for i in range(first, max(last, first + 2))]
-    heights, bin_edges = torch.histogram(cut_scores, torch.tensor(bins, dtype=torch.float64))
+    last = max(math.ceil((float(cut_scores.max()) - low) / width) + 1, first + 2)
+    if last - first <= MAX_CUT_BINS:
+        bins = torch.tensor([low + width * i for i in range(first, last)], dtype=torch.float64)
+    else:  # cut scores spread far wider than the strata: coarser bins of their own
+        bins = torch.linspace(float(cut_scores.min()), float(cut_scores.max()), MAX_CUT_BINS + 1)
+    heights, bin_edges = torch.histogram(cut_scores, bins.double())
+    width = float(bin_edges[1] - bin_edges[0])
     label = f"removed by the hard cut (β={beta:g}, {len(cut_scores)} examples)"
-    ax.bar(bin_edges[:-1].tolist(), heights.tolist(), width=width, align="edge", color="0.6", label=label)
+    ax.bar(
+        bin_edges[:-1].tolist(),
+        heights.tolist(),
+        width=width,
+        align="edge",
+        color="0.6",
+        label=label,
+    )
     if counts["mis_key"] == counts["key"]:
         ax.axvspan(float(bin_edges[0]), low, color="0.85", zorder=0)
         ax.axvline(low, color="black", linestyle=":", label="hard-cut threshold")
@@ -395,10 +413,25 @@ def plot_strata(run: dict, data_score: dict, indices: torch.Tensor, path: str) -
     fig, (ax,) = _new_figure()
     _draw_hard_cut(ax, counts, width, run["mis_ratio"])
     lefts = edges[:-1].tolist()
-    ax.bar(lefts, counts["sizes"].tolist(), width=width, align="edge", color="tab:blue",
-           alpha=0.35, label=f"stratum size ({len(edges) - 1} strata)")
-    ax.bar(lefts, counts["taken"].tolist(), width=width, align="edge", color="tab:blue",
-           label=f"taken by CCS ({int(counts['taken'].sum())} examples)")
+    ax.bar(
+        lefts,
+        counts["sizes"].tolist(),
+        width=width,
+        align="edge",
+        color="tab:blue",
+        alpha=0.35,
+        edgecolor="white",
+        linewidth=0.3,
+        label=f"stratum size ({len(edges) - 1} strata)",
+    )
+    ax.bar(
+        lefts,
+        counts["taken"].tolist(),
+        width=width,
+        align="edge",
+        color="tab:blue",
+        label=f"taken by CCS ({int(counts['taken'].sum())} examples)",
+    )
     ax.set_yscale("log")
     ax.set_xlabel(f"{counts['key']} score")
     ax.set_ylabel("examples (log scale)")
@@ -406,8 +439,10 @@ def plot_strata(run: dict, data_score: dict, indices: torch.Tensor, path: str) -
     ax.legend(loc="upper left", fontsize="small")
     _save_figure(fig, path)
     if counts["picked_in_cut"]:
-        note(f"{counts['picked_in_cut']} coreset examples of {run['run_dir']} fall in the hard cut "
-             "as recomputed here: the score file may not be the one the run used")
+        note(
+            f"{counts['picked_in_cut']} coreset examples of {run['run_dir']} fall in the hard cut "
+            "as recomputed here: the score file may not be the one the run used"
+        )
 
 
 def plot_coverage(curves: list[tuple[str, torch.Tensor]], rate: float, path: str) -> None:
@@ -420,7 +455,9 @@ def plot_coverage(curves: list[tuple[str, torch.Tensor]], rate: float, path: str
     fig, (ax,) = _new_figure()
     for label, distances in curves:
         curve = coverage.coverage_curve(distances, radii)
-        ax.plot(radii.tolist(), curve.tolist(), label=f"{label}: AUCpr {coverage.aucpr(distances):.3f}")
+        ax.plot(
+            radii.tolist(), curve.tolist(), label=f"{label}: AUCpr {coverage.aucpr(distances):.3f}"
+        )
     ax.set_xlabel("radius r (penultimate-layer feature distance)")
     ax.set_ylabel("fraction of training set within r of the coreset")
     ax.set_ylim(0, 1.02)
@@ -433,7 +470,7 @@ def plot_coverage(curves: list[tuple[str, torch.Tensor]], rate: float, path: str
 # ----------------------------------------------------------------------------- inputs
 
 
-def _find_first(base_dir: str, prefix: str, suffix: str) -> Optional[str]:
+def _find_first(base_dir: str, prefix: str, suffix: str) -> str | None:
     for folder, _, files in sorted(os.walk(base_dir)):
         for name in sorted(files):
             if name.startswith(prefix) and name.endswith(suffix):
@@ -445,7 +482,7 @@ def load_features(path: str) -> torch.Tensor:
     """The penultimate features [N, D] of a ``features-<task>.pt`` file."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for unreadable files
+    except LOAD_ERRORS as exc:
         raise UserError(f"cannot read features file {path}: {exc}") from None
     features = payload.get("features") if isinstance(payload, dict) else None
     if not isinstance(features, torch.Tensor) or features.dim() != 2:
@@ -453,7 +490,7 @@ def load_features(path: str) -> torch.Tensor:
     return features
 
 
-def load_indices(run: dict, size: int) -> Optional[torch.Tensor]:
+def load_indices(run: dict, size: int) -> torch.Tensor | None:
     """The run's coreset-indices.pt when present and within ``size`` rows, else None (noted)."""
     path = os.path.join(run["abs_dir"], "coreset-indices.pt")
     if not os.path.exists(path):
@@ -461,7 +498,7 @@ def load_indices(run: dict, size: int) -> Optional[torch.Tensor]:
         return None
     try:
         indices = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for unreadable files
+    except LOAD_ERRORS as exc:
         note(f"cannot read {path}: {exc}")
         return None
     if not isinstance(indices, torch.Tensor) or indices.dim() != 1 or indices.is_floating_point():
@@ -473,7 +510,7 @@ def load_indices(run: dict, size: int) -> Optional[torch.Tensor]:
     return indices.long()
 
 
-def _features_for(features_flag: Optional[str], base_dir: str):
+def _features_for(features_flag: str | None, base_dir: str):
     """(path, features) from --features or the first features-*.pt; (None, None) if none."""
     if features_flag is not None:
         if not os.path.isfile(features_flag):
@@ -500,19 +537,22 @@ def compute_distances(runs: list[dict], features: torch.Tensor, device=None) -> 
         if run["method"] == "full":
             continue
         if run["train_size"] is not None and int(run["train_size"]) != len(features):
-            note(f"{run['run_dir']} trained on {run['train_size']} examples but the features "
-                 f"have {len(features)}: no AUCpr for it")
+            note(
+                f"{run['run_dir']} trained on {run['train_size']} examples but the features "
+                f"have {len(features)}: no AUCpr for it"
+            )
             continue
         indices = load_indices(run, len(features))
         if indices is None:
             continue
-        distances[run["run_dir"]] = coverage.nearest_distances(features, features[indices],
-                                                               device=device)
+        distances[run["run_dir"]] = coverage.nearest_distances(
+            features, features[indices], device=device
+        )
         run["aucpr"] = coverage.aucpr(distances[run["run_dir"]])
     return distances
 
 
-def _resolve_score_path(run: dict, flag: Optional[str], base_dir: str) -> Optional[str]:
+def _resolve_score_path(run: dict, flag: str | None, base_dir: str) -> str | None:
     if flag is not None:
         if not os.path.isfile(flag):
             raise UserError(f"--data-score {flag!r}: no such file")
@@ -561,19 +601,21 @@ def _strata_figure(runs: list[dict], score_flag, base_dir: str, path: str) -> bo
     return True
 
 
-def _coverage_rate(runs: list[dict], distances: dict, requested: Optional[float]) -> float:
+def _coverage_rate(runs: list[dict], distances: dict, requested: float | None) -> float:
     rates = sorted({_rate(run) for run in runs if run["run_dir"] in distances})
     if requested is None:
         return rates[-1]
     match = [rate for rate in rates if math.isclose(rate, requested, abs_tol=1e-6)]
     if not match:
         present = ", ".join(f"{rate:g}" for rate in rates) or "none"
-        raise UserError(f"--coverage-rate {requested:g}: no coreset run with indices at that "
-                        f"rate (rates with indices: {present})")
+        raise UserError(
+            f"--coverage-rate {requested:g}: no coreset run with indices at that "
+            f"rate (rates with indices: {present})"
+        )
     return match[0]
 
 
-def _coverage_figure(runs, distances: dict, requested: Optional[float], path: str) -> bool:
+def _coverage_figure(runs, distances: dict, requested: float | None, path: str) -> bool:
     if not distances:
         if requested is not None:
             raise UserError("--coverage-rate given but no coreset run has features and indices")
@@ -593,10 +635,10 @@ def _coverage_figure(runs, distances: dict, requested: Optional[float], path: st
 
 def make_report(
     base_dir: str,
-    out_dir: Optional[str] = None,
-    features_path: Optional[str] = None,
-    data_score_path: Optional[str] = None,
-    coverage_rate: Optional[float] = None,
+    out_dir: str | None = None,
+    features_path: str | None = None,
+    data_score_path: str | None = None,
+    coverage_rate: float | None = None,
     device=None,
 ) -> tuple[str, list[str]]:
     """Write summary.json, table.md and the figures; return (the markdown table, written paths)."""
@@ -627,17 +669,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("base_dir", metavar="BASE_DIR", help="folder searched for metrics.json")
     parser.add_argument("--out", default=None, help="folder for the report (default: BASE_DIR)")
-    parser.add_argument("--features", default=None,
-                        help="features-<task>.pt of the full-data model, for AUCpr and "
-                             "coverage.png (default: the first features-*.pt under BASE_DIR)")
-    parser.add_argument("--data-score", default=None,
-                        help="score file for strata.png (default: the data_score_path of the CCS "
-                             "run, else the first data-score-*.pickle under BASE_DIR)")
-    parser.add_argument("--coverage-rate", type=float, default=None,
-                        help="pruning rate (fraction, e.g. 0.9) of coverage.png (default: the "
-                             "highest rate with coreset indices)")
-    parser.add_argument("--device", default=None,
-                        help="device for the distances (default: cuda when available, else cpu)")
+    parser.add_argument(
+        "--features",
+        default=None,
+        help="features-<task>.pt of the full-data model, for AUCpr and "
+        "coverage.png (default: the first features-*.pt under BASE_DIR)",
+    )
+    parser.add_argument(
+        "--data-score",
+        default=None,
+        help="score file for strata.png (default: the data_score_path of the CCS "
+        "run, else the first data-score-*.pickle under BASE_DIR)",
+    )
+    parser.add_argument(
+        "--coverage-rate",
+        type=float,
+        default=None,
+        help="pruning rate (fraction, e.g. 0.9) of coverage.png (default: the "
+        "highest rate with coreset indices)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="device for the distances (default: cuda when available, else cpu)",
+    )
     return parser.parse_args(argv)
 
 

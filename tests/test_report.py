@@ -72,8 +72,10 @@ def base(tmp_path):
     root = tmp_path / "runs"
     full = write_run(root, "full", "full", 0.0, 0.95)
     features = torch.stack([torch.arange(N, dtype=torch.float32), torch.zeros(N)], dim=1)
-    torch.save({"features": features.half(), "targets": torch.zeros(N, dtype=torch.long)},
-               full / "features-full.pt")
+    torch.save(
+        {"features": features.half(), "targets": torch.zeros(N, dtype=torch.long)},
+        full / "features-full.pt",
+    )
     data_score = {
         "accumulated_margin": torch.linspace(-1, 1, N),
         "targets": torch.zeros(N, dtype=torch.int32),
@@ -108,7 +110,12 @@ def stand_ins(monkeypatch):
         importlib.import_module("core.score_io")
     except ImportError:
         module = types.ModuleType("core.score_io")
-        module.load_data_score = lambda path: pickle.load(open(path, "rb"))
+
+        def load_data_score(path):
+            with open(path, "rb") as fh:
+                return pickle.load(fh)
+
+        module.load_data_score = load_data_score
         monkeypatch.setitem(sys.modules, "core.score_io", module)
 
 
@@ -151,7 +158,11 @@ def test_report_writes_summary_table_and_figures(base, tmp_path, stand_ins, caps
     summary = json.loads((out / "summary.json").read_text())
     runs = {run["run_dir"]: run for run in summary["runs"]}
     assert [run["method"] for run in summary["runs"]] == [
-        "full", "random", "random", "ccs", "forgetting"
+        "full",
+        "random",
+        "random",
+        "ccs",
+        "forgetting",
     ]
     assert runs["full"]["aucpr"] is None
     assert runs["random-50-s0"]["aucpr"] == pytest.approx(hand_aucpr(RANDOM_50[0]))  # 5.25
@@ -236,11 +247,23 @@ def test_explicit_missing_features_is_a_user_error(base, capsys):
 def test_command_line_entry_point(tmp_path):
     root = tmp_path / "runs"
     write_run(root, "full", "full", 0.0, 0.95)
-    done = subprocess.run([sys.executable, "-m", "core.report", str(root)],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "core.report", str(root)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip().endswith(f"wrote {root / 'accuracy.png'}")
     assert "| full | 95.0 |" in done.stdout
-    missing = subprocess.run([sys.executable, "-m", "core.report", str(tmp_path / "none")],
-                             capture_output=True, text=True, timeout=60, cwd=REPO)
+    missing = subprocess.run(
+        [sys.executable, "-m", "core.report", str(tmp_path / "none")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert missing.returncode == 2 and missing.stderr.startswith("error: ")
