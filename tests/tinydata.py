@@ -183,12 +183,16 @@ def _write_svhn(root: str, n_train: int, n_test: int, seed: int) -> None:
 
 
 def _write_cinic10(root: str, n_train: int, n_test: int, seed: int) -> None:
-    n_in_train = n_train - n_train // 2
-    splits = (("train", n_in_train), ("valid", n_train // 2), ("test", n_test))
-    for split_number, (split, n) in enumerate(splits):
+    train_images, train_labels = tiny_images(n_train, 10, seed=seed)
+    half = n_train - n_train // 2  # train/ gets the first half, valid/ the rest: balanced together
+    splits = {
+        "train": (train_images[:half], train_labels[:half]),
+        "valid": (train_images[half:], train_labels[half:]),
+        "test": tiny_images(n_test, 10, seed=seed + 1),
+    }
+    for split, (images, labels) in splits.items():
         for name in CIFAR10_CLASSES:  # every class folder, even when a tiny split leaves it empty
             os.makedirs(os.path.join(root, split, name), exist_ok=True)
-        images, labels = tiny_images(n, 10, seed=seed + split_number)
         for i, (image, label) in enumerate(zip(images, labels)):
             name = f"cifar10-{split}-{i}.png"
             _save_image(image, os.path.join(root, split, CIFAR10_CLASSES[label], name))
