@@ -218,7 +218,7 @@ def stratify(scores: torch.Tensor, strata: int) -> tuple[torch.Tensor, torch.Ten
 
     Edges are min + i*w computed in the score's float dtype exactly as the reference does,
     with upper = max*1.0001 when max > 0. When max <= 0 the reference's max*1.0001 would lie
-    below the maximum and drop it, so upper = max + 1e-4*|max| (or the next float above 0).
+    at or below the maximum and drop it, so upper = max + 1e-4*max(|max|, max - min).
     Scores at or above the top edge through float rounding fall in the last stratum.
     """
     if int(strata) != strata or strata < 1:
@@ -227,18 +227,19 @@ def stratify(scores: torch.Tensor, strata: int) -> tuple[torch.Tensor, torch.Ten
     dtype = scores.dtype if scores.is_floating_point() else torch.get_default_dtype()
     values = scores.to(dtype)
     low, high = torch.aminmax(values)
-    step = (_upper_edge(high) - low) / strata
+    step = (_upper_edge(low, high) - low) / strata
     edges = low + torch.arange(strata + 1, dtype=dtype) * step
     stratum = torch.bucketize(values, edges[1:strata].contiguous(), right=True)
     return stratum, edges.double()
 
 
-def _upper_edge(high: torch.Tensor) -> torch.Tensor:
+def _upper_edge(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     if high > 0:
-        return high * UPPER_EDGE_FACTOR
-    if high < 0:
-        return high + (UPPER_EDGE_FACTOR - 1) * high.abs()
-    return torch.nextafter(high, torch.ones_like(high))
+        return high * UPPER_EDGE_FACTOR  # the reference's edge, bit for bit
+    # max*1.0001 would lie at or below a non-positive max: widen by 1e-4 of |max| or of the
+    # range, whichever is larger (the range covers max == 0), and at least to the next float.
+    widening = (UPPER_EDGE_FACTOR - 1) * torch.maximum(high.abs(), high - low)
+    return torch.maximum(high + widening, torch.nextafter(high, high + 1))
 
 
 def allocate_budget(sizes: Sequence[int], budget: int) -> list[int]:

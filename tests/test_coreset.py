@@ -1,0 +1,267 @@
+"""core.coreset: every mode on hand-computed cases, invariants on random scores, validation."""
+
+import pytest
+import torch
+
+from core.coreset import (
+    _first_k_mask,
+    allocate_budget,
+    check_data_score,
+    largest_remainder,
+    method_name,
+    select_coreset,
+    stratify,
+)
+from core.errors import UserError
+
+
+def random_scores(n=3000, classes=10, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "targets": torch.randint(0, classes, (n,), generator=gen, dtype=torch.int32),
+        "accumulated_margin": torch.randn(n, generator=gen) * 3,
+        "el2n": torch.rand(n, generator=gen),
+        "forgetting": torch.randint(0, 6, (n,), generator=gen, dtype=torch.int32),
+    }
+
+
+def reference_strata_counts(score, strata):
+    """The authors' loop: per-stratum boolean masks over [min, max*1.0001)."""
+    low, high = torch.min(score), torch.max(score) * 1.0001
+    step = (high - low) / strata
+    return [int(((score >= low + k * step) & (score < low + (k + 1) * step)).sum())
+            for k in range(strata)]
+
+
+# ---- random and score-ordered modes -----------------------------------------------------------
+
+
+def test_random_mode_size_order_and_seed():
+    a = select_coreset(None, "random", 0.3, seed=1, num_examples=1001)
+    assert len(a) == 300 and a.dtype == torch.long
+    assert torch.equal(a, a.unique())  # unique and ascending
+    assert torch.equal(a, select_coreset(None, "random", 0.3, seed=1, num_examples=1001))
+    assert not torch.equal(a, select_coreset(None, "random", 0.3, seed=2, num_examples=1001))
+
+
+def test_coreset_mode_ascending_descending_and_ties():
+    score = {"s": torch.tensor([5.0, 1.0, 4.0, 1.0, 3.0])}
+    assert select_coreset(score, "coreset", 0.4, key="s").tolist() == [1, 3]
+    assert select_coreset(score, "coreset", 0.4, key="s", descending=True).tolist() == [0, 2]
+    ties = {"s": torch.tensor([1, 1, 1, 0, 2], dtype=torch.int32)}
+    assert select_coreset(ties, "coreset", 0.4, key="s").tolist() == [0, 3]  # lower index wins
+    assert select_coreset(ties, "coreset", 0.4, key="s", descending=True).tolist() == [0, 4]
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_first_k_equals_a_stable_sort(descending):
+    score = torch.randint(0, 7, (5000,), generator=torch.Generator().manual_seed(3)).float()
+    for k in (1, 999, 2500, 5000):
+        stable = torch.sort(score, descending=descending, stable=True).indices[:k]
+        assert torch.equal(_first_k_mask(score, k, descending).nonzero().squeeze(1),
+                           stable.sort().values)
+
+
+def test_class_balanced_uses_each_class_count():
+    # class 0 has 6 examples, class 1 has 4; the reference would keep int(4 * .5) of each
+    score = {"targets": torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1]),
+             "s": torch.tensor([9.0, 8, 7, 6, 5, 4, 3, 2, 1, 0])}
+    chosen = select_coreset(score, "coreset", 0.5, key="s", class_balanced=True)
+    assert chosen.tolist() == [3, 4, 5, 8, 9]  # the 3 and 2 lowest of each class
+
+
+def test_class_balanced_counts_on_random_scores():
+    score = random_scores()
+    chosen = select_coreset(score, "coreset", 0.25, key="el2n", descending=True,
+                            class_balanced=True)
+    targets = score["targets"]
+    for c in range(10):
+        members = (targets == c).nonzero().squeeze(1)
+        picked = chosen[targets[chosen] == c]
+        assert len(picked) == int(len(members) * 0.25)
+        # the picks are the class's largest el2n values
+        best = score["el2n"][members].sort(descending=True).values[: len(picked)]
+        assert torch.equal(score["el2n"][picked].sort(descending=True).values, best)
+
+
+# ---- stratification and budget allocation -----------------------------------------------------
+
+
+def test_stratify_hand_computed():
+    stratum, edges = stratify(torch.arange(10, dtype=torch.float32), 5)
+    assert stratum.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert edges.dtype == torch.float64 and len(edges) == 6
+    assert edges[0] == 0 and edges[-1].item() == pytest.approx(9 * 1.0001, rel=1e-6)
+
+
+def test_stratify_keeps_a_negative_or_zero_maximum():
+    scores = torch.tensor([-10.0, -5.0, -1.0])
+    assert reference_strata_counts(scores, 3) == [1, 1, 0]  # the reference loses -1
+    stratum, edges = stratify(scores, 3)
+    assert stratum.tolist() == [0, 1, 2] and edges[-1].item() == pytest.approx(-1 + 9e-4)
+    stratum, edges = stratify(torch.tensor([-2.0, 0.0]), 4)
+    assert stratum.tolist() == [0, 3] and edges[-1] > 0
+
+
+def test_stratify_matches_the_reference_bins_when_max_is_positive():
+    for seed in range(3):
+        score = random_scores(seed=seed)
+        for key in ("accumulated_margin", "el2n", "forgetting"):
+            stratum, _ = stratify(score[key], 50)
+            assert torch.bincount(stratum, minlength=50).tolist() == \
+                reference_strata_counts(score[key], 50)
+
+
+def test_allocation_overflows_from_small_strata():
+    assert allocate_budget([2, 10, 0, 30], 20) == [2, 9, 0, 9]
+    assert allocate_budget([1, 1, 50], 12) == [1, 1, 10]
+    assert allocate_budget([10, 10], 15) == [7, 8]  # equal sizes: stratum order
+
+
+def test_stratified_hand_computed_with_hard_cut():
+    score = {"accumulated_margin": torch.tensor([-5.0, -4.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0,
+                                                 9.0])}
+    # hard cut drops 0 and 1; strata of the rest over [0, 9.0009): sizes 4, 3, 1 in 3 strata
+    chosen = select_coreset(score, "stratified", 0.4, mis_ratio=0.2, strata=3, seed=0)
+    assert len(chosen) == 4 and not {0, 1} & set(chosen.tolist())
+    # allocation: sizes [4, 3, 1] -> 1 to the top, then 3 // 2 = 1 and 2 -> [2, 1, 1]
+    stratum_of = {2: 0, 3: 0, 4: 0, 5: 0, 6: 1, 7: 1, 8: 1, 9: 2}
+    counts = torch.bincount(torch.tensor([stratum_of[i] for i in chosen.tolist()]), minlength=3)
+    assert counts.tolist() == [2, 1, 1] and 9 in chosen.tolist()
+
+
+@pytest.mark.parametrize("ratio,mis_ratio,strata", [(0.1, 0.3, 50), (0.5, 0.0, 50),
+                                                    (0.2, 0.2, 7), (0.7, 0.3, 1)])
+def test_stratified_invariants(ratio, mis_ratio, strata):
+    score = random_scores()
+    n = len(score["targets"])
+    chosen = select_coreset(score, "stratified", ratio, key="el2n", mis_ratio=mis_ratio,
+                            strata=strata, seed=4)
+    assert len(chosen) == int(ratio * n) and torch.equal(chosen, chosen.unique())
+    cut = torch.sort(score["accumulated_margin"], stable=True).indices[: int(mis_ratio * n)]
+    assert not set(cut.tolist()) & set(chosen.tolist())
+    kept = torch.ones(n, dtype=torch.bool)
+    kept[cut] = False
+    survivors = kept.nonzero().squeeze(1)
+    stratum, _ = stratify(score["el2n"][survivors], strata)
+    sizes = torch.bincount(stratum, minlength=strata).tolist()
+    position = torch.full((n,), -1, dtype=torch.long)
+    position[survivors] = torch.arange(len(survivors))
+    picked = torch.bincount(stratum[position[chosen]], minlength=strata).tolist()
+    assert picked == allocate_budget(sizes, int(ratio * n))
+    again = select_coreset(score, "stratified", ratio, key="el2n", mis_ratio=mis_ratio,
+                           strata=strata, seed=4)
+    assert torch.equal(chosen, again)
+
+
+def test_stratified_seeds_differ_and_none_is_fresh():
+    score = random_scores()
+    picks = [select_coreset(score, "stratified", 0.1, seed=s).tolist() for s in (0, 1, None)]
+    assert picks[0] != picks[1] and picks[0] != picks[2]
+
+
+def test_stratified_honours_mis_key_and_mis_descending():
+    score = random_scores()
+    n = len(score["el2n"])
+    chosen = select_coreset(score, "stratified", 0.5, mis_ratio=0.5, mis_key="el2n",
+                            mis_descending=True, seed=0)
+    largest = score["el2n"].argsort(descending=True)[: n // 2]
+    assert not set(largest.tolist()) & set(chosen.tolist())
+    assert len(chosen) == n // 2  # ratio + mis_ratio = 1: every survivor is taken
+
+
+def test_stratified_integer_key():
+    score = random_scores()
+    chosen = select_coreset(score, "stratified", 0.2, key="forgetting", strata=6, seed=0)
+    stratum, _ = stratify(score["forgetting"], 6)
+    sizes = torch.bincount(stratum, minlength=6).tolist()
+    assert torch.bincount(stratum[chosen], minlength=6).tolist() == allocate_budget(sizes, 600)
+
+
+# ---- moderate ---------------------------------------------------------------------------------
+
+
+def test_moderate_hand_computed():
+    score = {"targets": torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1]),
+             "moderate_distance": torch.tensor([1.0, 2, 3, 10, 11, 5, 6, 7, 8])}
+    # budget 4 over classes of 5 and 4: quotas 2.22 and 1.78 -> 2 and 2
+    # class 0 median 3 keeps 3 and 2; class 1 median 6.5 keeps 6 and 7
+    assert select_coreset(score, "moderate", 0.5).tolist() == [1, 2, 6, 7]
+
+
+def test_largest_remainder():
+    assert largest_remainder(torch.tensor([5, 4]), 4).tolist() == [2, 2]
+    assert largest_remainder(torch.tensor([1, 1, 1]), 2).tolist() == [1, 1, 0]
+    counts = torch.randint(1, 500, (1000,), generator=torch.Generator().manual_seed(0))
+    for budget in (1, 777, int(counts.sum()) // 3, int(counts.sum())):
+        split = largest_remainder(counts, budget)
+        assert int(split.sum()) == budget and bool((split <= counts).all())
+
+
+def test_moderate_invariants():
+    score = random_scores()
+    score["moderate_distance"] = score["el2n"]
+    chosen = select_coreset(score, "moderate", 0.3)
+    assert len(chosen) == int(0.3 * len(score["el2n"])) and torch.equal(chosen, chosen.unique())
+    targets = score["targets"]
+    split = largest_remainder(torch.bincount(targets.long()), len(chosen))
+    assert torch.bincount(targets[chosen].long(), minlength=10).tolist() == split.tolist()
+    for c in range(10):  # every kept example is nearer the class median than every dropped one
+        members = targets == c
+        values = score["el2n"][members].sort().values
+        median = (values[(len(values) - 1) // 2] + values[len(values) // 2]) / 2  # numpy's
+        kept = torch.zeros_like(members)
+        kept[chosen] = True
+        kept_d = (score["el2n"][members & kept] - median).abs()
+        dropped_d = (score["el2n"][members & ~kept] - median).abs()
+        assert kept_d.max() <= dropped_d.min()
+
+
+# ---- validation and names ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(mode="random", ratio=0.0), r"ratio must be in \(0, 1\], got 0.0"),
+    (dict(mode="random", ratio=1.5), r"got 1.5"),
+    (dict(mode="stratified", ratio=0.5, mis_ratio=1.0), r"mis ratio must be in \[0, 1\), got 1"),
+    (dict(mode="stratified", ratio=0.5, mis_ratio=-0.1), r"got -0.1"),
+    (dict(mode="stratified", ratio=0.8, mis_ratio=0.3), r"at most 1, got 0.8 \+ 0.3"),
+    (dict(mode="sorted", ratio=0.5), r"unknown coreset mode 'sorted'; choose one of: random, "
+                                     r"coreset, stratified, moderate"),
+    (dict(mode="coreset", ratio=0.5, key="aum"),
+     r"unknown score key 'aum'; the score file has: accumulated_margin, el2n, forgetting, "
+     r"targets"),
+    (dict(mode="coreset", ratio=0.5), r"needs a score key"),
+    (dict(mode="stratified", ratio=0.5, strata=0), r"strata must be a positive integer, got 0"),
+    (dict(mode="coreset", ratio=0.5, key="el2n", num_examples=10),
+     r"score file has 3000 examples but the training set has 10"),
+    (dict(mode="coreset", ratio=0.0001, key="el2n"), r"selects no example"),
+])
+def test_validation_messages(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        select_coreset(random_scores(), **kwargs)
+
+
+def test_validation_of_lengths_and_non_finite_values():
+    score = random_scores()
+    score["el2n"] = score["el2n"][:2999]
+    with pytest.raises(UserError, match="'targets' has 3000, 'el2n' has 2999"):
+        check_data_score(score)
+    score = random_scores()
+    score["el2n"][[3, 7, 9]] = torch.tensor([float("nan"), float("inf"), float("-inf")])
+    with pytest.raises(UserError, match="'el2n' has 3 NaN or infinite values"):
+        select_coreset(score, "coreset", 0.5, key="el2n")
+    select_coreset(score, "coreset", 0.5, key="accumulated_margin")  # unused keys may be bad
+    with pytest.raises(UserError, match="'el2n' has 3 NaN"):
+        select_coreset(score, "stratified", 0.5, mis_ratio=0.1, mis_key="el2n")
+    with pytest.raises(UserError, match="needs a score file"):
+        select_coreset(None, "stratified", 0.5)
+    with pytest.raises(UserError, match="training-set size"):
+        select_coreset(None, "random", 0.5)
+
+
+def test_method_names():
+    assert [method_name(m, "el2n") for m in ("random", "coreset", "stratified", "moderate")] == \
+        ["random", "el2n", "ccs", "moderate"]
+    with pytest.raises(UserError, match="unknown coreset mode"):
+        method_name("ccs", None)
