@@ -137,6 +137,14 @@ def _group(run: dict) -> str:
     return " / ".join(str(run.get(key) or "?") for key in ("dataset", "network"))
 
 
+def _by_group(runs: list[dict]) -> dict[str, list[dict]]:
+    """{dataset / network: its runs}, groups in name order, runs sorted within each."""
+    by_group = defaultdict(list)
+    for run in sorted(runs, key=_sort_key):
+        by_group[_group(run)].append(run)
+    return dict(sorted(by_group.items()))
+
+
 def _rate(run: dict) -> float:
     return round(run["pruning_rate"], 6)
 
@@ -265,9 +273,7 @@ def markdown_table(runs: list[dict]) -> str:
     Several seeds give ``mean ± std (n=k)`` (sample standard deviation). The full-data run has
     its own ``0%`` column. One section per dataset / network when the runs mix them.
     """
-    by_group = defaultdict(list)
-    for run in sorted(runs, key=_sort_key):
-        by_group[_group(run)].append(run)
+    by_group = _by_group(runs)
     sections = []
     for group, group_runs in by_group.items():
         kept, swept = choose_variants(group_runs)
@@ -329,9 +335,7 @@ def _draw_accuracy(ax, group: str, runs: list[dict]) -> None:
 def plot_accuracy(runs: list[dict], path: str) -> None:
     """accuracy.png: test accuracy vs pruning rate, one line per method, error bars over seeds,
     the full-data accuracy as a dashed line (the paper's figure 5). One panel per dataset."""
-    by_group = defaultdict(list)
-    for run in sorted(runs, key=_sort_key):
-        by_group[_group(run)].append(run)
+    by_group = _by_group(runs)
     fig, axes = _new_figure(len(by_group))
     for ax, (group, group_runs) in zip(axes, by_group.items()):
         _draw_accuracy(ax, group, choose_variants(group_runs)[0])
@@ -377,7 +381,8 @@ def strata_counts(data_score: dict, info: dict, indices: torch.Tensor) -> dict:
 
 
 def _draw_hard_cut(ax, counts: dict, width: float, beta: float) -> None:
-    """Grey bars: the hard-cut examples' scores, binned like the strata."""
+    """The hard-cut examples' scores, binned like the strata: grey bars in a shaded region
+    when the cut used the stratification score itself, else a dashed outline."""
     cut_scores, low = counts["cut_scores"], float(counts["edges"][0])
     if len(cut_scores) == 0:
         return
@@ -388,19 +393,18 @@ def _draw_hard_cut(ax, counts: dict, width: float, beta: float) -> None:
     else:  # cut scores spread far wider than the strata: coarser bins of their own
         bins = torch.linspace(float(cut_scores.min()), float(cut_scores.max()), MAX_CUT_BINS + 1)
     heights, bin_edges = torch.histogram(cut_scores, bins.double())
-    width = float(bin_edges[1] - bin_edges[0])
     label = f"removed by the hard cut (β={beta:g}, {len(cut_scores)} examples)"
-    ax.bar(
-        bin_edges[:-1].tolist(),
-        heights.tolist(),
-        width=width,
-        align="edge",
-        color="0.6",
-        label=label,
-    )
-    if counts["mis_key"] == counts["key"]:
-        ax.axvspan(float(bin_edges[0]), low, color="0.85", zorder=0)
-        ax.axvline(low, color="black", linestyle=":", label="hard-cut threshold")
+    if counts["mis_key"] != counts["key"]:
+        # cut by another score: its examples overlap the strata, so an outline, not bars
+        label += f", cut by {counts['mis_key']}"
+        ax.stairs(heights.tolist(), bin_edges.tolist(), color="0.2", ls="--", label=label, zorder=3)
+        return
+    width = float(bin_edges[1] - bin_edges[0])
+    ax.bar(bin_edges[:-1].tolist(), heights.tolist(), width, align="edge", color="0.6", label=label)
+    ax.axvspan(float(bin_edges[0]), float(bin_edges[-1]), color="0.88", zorder=0)
+    # the cut takes the lowest scores unless --mis-data-score-descending took the highest
+    threshold = low if float(cut_scores.max()) <= low else float(counts["edges"][-1])
+    ax.axvline(threshold, color="black", linestyle=":", label="hard-cut threshold")
 
 
 def plot_strata(run: dict, data_score: dict, indices: torch.Tensor, path: str) -> None:
@@ -436,7 +440,7 @@ def plot_strata(run: dict, data_score: dict, indices: torch.Tensor, path: str) -
     ax.set_xlabel(f"{counts['key']} score")
     ax.set_ylabel("examples (log scale)")
     ax.set_title(f"{_group(run)}: CCS strata at {_percent(run['pruning_rate'])} pruning")
-    ax.legend(loc="upper left", fontsize="small")
+    ax.legend(loc="best", fontsize="small", framealpha=0.9)
     _save_figure(fig, path)
     if counts["picked_in_cut"]:
         note(

@@ -267,3 +267,17 @@ def test_command_line_entry_point(tmp_path):
         cwd=REPO,
     )
     assert missing.returncode == 2 and missing.stderr.startswith("error: ")
+
+
+def test_datasets_get_their_own_sections(base, tmp_path):
+    write_run(base, "c100-full", "full", 0.0, 0.78, dataset="cifar100")
+    write_run(
+        base, "c100-ccs-90", "ccs", 0.9, 0.55, 0, None, ccs_info(0.1, 0.3), dataset="cifar100"
+    )
+    runs = report.collect_runs(str(base))
+    table = report.markdown_table(runs)
+    c10, c100 = table.split("### cifar100 / resnet18")
+    assert "### cifar10 / resnet18" in c10
+    assert table_row(c100, "ccs") == ["—", "55.0"] and table_row(c10, "ccs") == ["—", "—", "80.0"]
+    report.plot_accuracy(runs, str(tmp_path / "accuracy.png"))
+    assert_png(tmp_path / "accuracy.png")
