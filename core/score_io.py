@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -22,10 +23,28 @@ from core.fileio import atomic_pickle_dump
 _np_core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core to numpy._core
 
 
+class _Refused(pickle.UnpicklingError):
+    """A global outside the allow-list."""
+
+
+def _safe_torch_load(source):
+    """torch.load(weights_only=True), with a refused global reported as _Refused."""
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if refused:
+            raise _Refused(refused.group(1)) from None
+        # torch's own text advises weights_only=False, which is exactly what must not happen
+        raise pickle.UnpicklingError("it holds objects that torch.load(weights_only=True) refuses")
+
+
 def _load_storage_bytes(data: bytes):
     """Replaces torch.storage._load_from_bytes (which calls torch.load with weights_only=False):
     the embedded bytes are a legacy torch.save of one storage, read with the safe unpickler."""
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if not isinstance(data, bytes):
+        raise pickle.UnpicklingError("malformed storage record")
+    return _safe_torch_load(io.BytesIO(data))
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad, hooks, metadata=None):
@@ -69,10 +88,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise _Refused(f"{module}.{name}") from None
 
 
-class _Refused(pickle.UnpicklingError):
-    """A global outside the allow-list."""
-
-
 def save_data_score(path: str, data_score: dict) -> None:
     """Write the score dict as the reference does (pickle of CPU tensors), atomically."""
     if not isinstance(data_score, dict) or not all(
@@ -94,7 +109,7 @@ def load_data_score(path: str) -> dict[str, torch.Tensor]:
         raise UserError(f"score file not found: {path}")
     try:
         if path.endswith(".pt") or zipfile.is_zipfile(path):
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            data = _safe_torch_load(path)
         else:
             with open(path, "rb") as fh:
                 data = _RestrictedUnpickler(fh).load()

@@ -1,0 +1,156 @@
+"""core.score_io: the reference pickle format round-trips; hostile files run nothing."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import UserError
+from core.score_io import load_data_score, save_data_score
+
+
+def reference_scores(n=7):
+    return {
+        "targets": torch.arange(n, dtype=torch.int32) % 3,
+        "forgetting": torch.arange(n, dtype=torch.int32),
+        "accumulated_margin": torch.linspace(-1, 1, n),
+        "el2n": torch.rand(n),
+    }
+
+
+def test_save_writes_a_plain_pickle_of_cpu_tensors(tmp_path):
+    path = str(tmp_path / "data-score-all-data.pickle")
+    save_data_score(path, reference_scores())
+    with open(path, "rb") as fh:
+        plain = pickle.load(fh)  # what the authors' scripts do
+    loaded = load_data_score(path)
+    for name, value in reference_scores().items():
+        assert plain[name].dtype == loaded[name].dtype == value.dtype
+        assert torch.equal(loaded[name], plain[name])
+    assert loaded["targets"].tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert [f for f in os.listdir(tmp_path)] == ["data-score-all-data.pickle"]  # no temp left
+
+
+def test_saving_a_view_stores_only_the_view(tmp_path):
+    big = torch.zeros(2, 1_000_000)
+    save_data_score(str(tmp_path / "s.pickle"), {"el2n": big[1, :10]})
+    assert os.path.getsize(tmp_path / "s.pickle") < 10_000
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_loads_numpy_and_tensor_pickles_of_any_protocol(tmp_path, protocol):
+    path = tmp_path / "s.pickle"
+    data = {"el2n": np.arange(4, dtype=np.float32), "targets": torch.arange(6)[::2],
+            "loss": torch.ones(3, dtype=torch.float16)}
+    with open(path, "wb") as fh:
+        pickle.dump(data, fh, protocol=protocol)
+    loaded = load_data_score(str(path))
+    assert loaded["el2n"].tolist() == [0, 1, 2, 3] and loaded["el2n"].dtype == torch.float32
+    assert loaded["targets"].tolist() == [0, 2, 4]
+    assert loaded["loss"].dtype == torch.float16
+
+
+def test_loads_torch_save_files(tmp_path):
+    for name in ("scores.pt", "scores-zip.pickle"):
+        torch.save(reference_scores(), tmp_path / name)
+        loaded = load_data_score(str(tmp_path / name))
+        assert torch.equal(loaded["forgetting"], reference_scores()["forgetting"])
+
+
+class Evil:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class EvilStorage:
+    """Pickles as the storage call of a tensor, with a hostile legacy torch.save inside."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
+
+        sys_info = {"protocol_version": PROTOCOL_VERSION, "little_endian": True,
+                    "type_sizes": {"short": 2, "int": 4, "long": 4}}
+        payload = b"".join(pickle.dumps(x, protocol=2) for x in
+                           (MAGIC_NUMBER, PROTOCOL_VERSION, sys_info, Evil(self.marker)))
+        return (torch.storage._load_from_bytes, (payload,))
+
+
+def write(path, obj):
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh)
+    return str(path)
+
+
+def hostile_files(tmp_path, marker):
+    return {
+        "top level": write(tmp_path / "top.pickle", Evil(marker)),
+        "nested": write(tmp_path / "nested.pickle", {**reference_scores(), "el2n": Evil(marker)}),
+        "in storage bytes": write(tmp_path / "storage.pickle",
+                                  {"el2n": torch.ones(2), "loss": EvilStorage(marker)}),
+    }
+
+
+def test_the_hostile_files_are_real(tmp_path):
+    marker = tmp_path / "pwned"
+    for path in hostile_files(tmp_path, marker).values():
+        with open(path, "rb") as fh:
+            try:
+                pickle.load(fh)
+            except Exception:
+                pass
+        assert marker.exists(), path
+        marker.unlink()
+
+
+def test_hostile_files_are_refused_and_run_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    system = f"{os.system.__module__}.system"  # posix.system here
+    for case, path in hostile_files(tmp_path, marker).items():
+        with pytest.raises(UserError) as refused:
+            load_data_score(path)
+        message = str(refused.value)
+        assert path in message and "\n" not in message, case
+        assert f"refusing score file {path}: it names the global {system}" == message
+        assert not marker.exists(), case
+
+
+def test_other_globals_are_refused(tmp_path):
+    path = write(tmp_path / "s.pickle", {"el2n": torch.ones(2), "odd": {1, 2}})
+    # sets pickle as an opcode, not a global: read, then refused as a value
+    with pytest.raises(UserError, match="'odd' is a set, not a tensor or array"):
+        load_data_score(path)
+    path = write(tmp_path / "t.pickle", {"el2n": torch.nn.Linear(1, 1)})
+    with pytest.raises(UserError, match="names the global torch.nn.modules.linear.Linear"):
+        load_data_score(path)
+
+
+def test_missing_file_and_wrong_contents(tmp_path):
+    with pytest.raises(UserError, match="score file not found: /nonexistent.pickle"):
+        load_data_score("/nonexistent.pickle")
+    with pytest.raises(UserError, match="holds a list, not a dict"):
+        load_data_score(write(tmp_path / "l.pickle", [torch.ones(2)]))
+    with pytest.raises(UserError, match="'el2n' is a list, not a tensor or array"):
+        load_data_score(write(tmp_path / "v.pickle", {"el2n": [1.0, 2.0]}))
+    (tmp_path / "junk.pickle").write_bytes(b"not a pickle at all")
+    with pytest.raises(UserError, match="cannot read score file .*junk.pickle"):
+        load_data_score(str(tmp_path / "junk.pickle"))
+    with pytest.raises(UserError, match="must be a dict of tensors"):
+        save_data_score(str(tmp_path / "x.pickle"), {"el2n": [1.0]})
+
+
+def test_hostile_torch_save_file_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"el2n": Evil(marker)}, tmp_path / "s.pt")
+    with pytest.raises(UserError, match=r"s.pt: it names the global posix.system"):
+        load_data_score(str(tmp_path / "s.pt"))
+    assert not marker.exists()
