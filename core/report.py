@@ -105,15 +105,25 @@ def _read_run(folder: str, base_dir: str) -> dict | None:
     if missing:
         note(f"skipping {path}: no {', '.join(missing)}")
         return None
+    try:
+        return _run_entry(metrics, folder, base_dir)
+    except (TypeError, ValueError, AttributeError) as exc:
+        note(f"skipping {path}: malformed entry ({exc})")
+        return None
+
+
+def _run_entry(metrics: dict, folder: str, base_dir: str) -> dict:
     info = metrics.get("coreset") or {}
+    method = str(metrics["method"])
     run = {key: metrics.get(key) for key in SUMMARY_KEYS}
     run.update(
+        method=method,
         pruning_rate=float(metrics["pruning_rate"]),
         best_acc=float(metrics["best_acc"]),
-        coreset=info or None,
+        coreset=dict(info) or None,
         # the hard cut is step 1 of CCS only (REFERENCE section 4)
-        mis_ratio=float(info.get("mis_ratio") or 0.0) if metrics["method"] == "ccs" else 0.0,
-        label=metrics["method"] + (" class-balanced" if info.get("class_balanced") else ""),
+        mis_ratio=float(info.get("mis_ratio") or 0.0) if method == "ccs" else 0.0,
+        label=method + (" class-balanced" if info.get("class_balanced") else ""),
         run_dir=os.path.relpath(folder, base_dir),
         aucpr=None,
         abs_dir=folder,

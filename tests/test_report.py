@@ -220,9 +220,14 @@ def test_missing_pieces_skip_figures_with_a_note(tmp_path, capsys):
     write_run(root, "ccs-90", "ccs", 0.9, 0.80, 0, None, ccs_info(0.1, 0.25))
     (root / "broken").mkdir()
     (root / "broken" / "metrics.json").write_text("{not json")
+    (root / "null-rate").mkdir()
+    (root / "null-rate" / "metrics.json").write_text(
+        json.dumps({"method": "random", "pruning_rate": None, "best_acc": 0.5})
+    )
     report.main([str(root)])
     printed = capsys.readouterr().out
-    assert "note: skipping" in printed and "no coverage.png" in printed
+    assert "note: skipping" in printed and "malformed entry" in printed
+    assert "no coverage.png" in printed
     assert "no strata.png" in printed
     assert_png(root / "accuracy.png")
     assert not (root / "coverage.png").exists() and not (root / "strata.png").exists()
