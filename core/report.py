@@ -51,6 +51,8 @@ SUMMARY_KEYS = (
     "iterations",
     "epochs",
     "wall_time_s",
+    "train_time_s",
+    "images_per_s",
     "run_dir",
     "aucpr",
     "coreset",
