@@ -85,7 +85,7 @@ def test_same_seed_same_batches_other_epoch_or_seed_differs():
     first = collect(make_loader(images, targets), epoch=2)
     again = collect(make_loader(images, targets), epoch=2)
     for a, b in zip(first, again, strict=True):
-        assert all(torch.equal(x, y) for x, y in zip(a, b))
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     order = torch.cat([b[0] for b in first])
     assert not torch.equal(order, torch.cat([b[0] for b in collect(make_loader(images, targets))]))
     other_seed = collect(make_loader(images, targets, seed=1), epoch=2)
@@ -99,7 +99,7 @@ def test_resume_mid_epoch_matches_uninterrupted_epoch():
     tail = collect(make_loader(images, targets), epoch=4, start_batch=3)
     assert len(tail) == len(whole) - 3
     for a, b in zip(whole[3:], tail, strict=True):
-        assert all(torch.equal(x, y) for x, y in zip(a, b))
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert collect(loader, epoch=4, start_batch=len(loader)) == []
     with pytest.raises(ValueError):
         loader.epoch(0, start_batch=len(loader) + 1)
@@ -130,7 +130,7 @@ def test_crops_are_true_reflect_padded_crops_and_flips():
     outcomes = []
     for epoch in range(2):
         for index, images_out, _ in collect(loader, epoch=epoch):
-            for i, image in zip(index.tolist(), as_uint8(images_out)):
+            for i, image in zip(index.tolist(), as_uint8(images_out), strict=True):
                 matches = [
                     k for k, c in candidate_crops(images[i]).items() if torch.equal(c, image)
                 ]

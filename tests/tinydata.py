@@ -82,7 +82,7 @@ def write_tiny_imagefolder(
         images, labels = tiny_images(
             per_class * num_classes, num_classes, size, seed + split_number
         )
-        for i, (image, label) in enumerate(zip(images, labels)):
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             name = f"{wnids[label]}_{i}" if split == "train" else f"ILSVRC2012_val_{i + 1:08d}"
             path = os.path.join(data_dir, split, wnids[label], name + ".JPEG")
             _save_image(image, path, quality=95)
@@ -193,6 +193,6 @@ def _write_cinic10(root: str, n_train: int, n_test: int, seed: int) -> None:
     for split, (images, labels) in splits.items():
         for name in CIFAR10_CLASSES:  # every class folder, even when a tiny split leaves it empty
             os.makedirs(os.path.join(root, split, name), exist_ok=True)
-        for i, (image, label) in enumerate(zip(images, labels)):
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             name = f"cifar10-{split}-{i}.png"
             _save_image(image, os.path.join(root, split, CIFAR10_CLASSES[label], name))

@@ -24,14 +24,15 @@ DATASETS = ("cifar10", "cifar100", "svhn", "cinic10")
 
 # Also CINIC10's class folders.
 CIFAR10_CLASSES = "airplane automobile bird cat deer dog frog horse ship truck".split()
-CIFAR100_CLASSES = """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy
-bridge bus butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch
-crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard
-lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom
-oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum
-rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake spider
-squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor train trout
-tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
+CIFAR100_CLASSES = """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl
+boy bridge bus butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud
+cockroach couch crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster
+house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle
+mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree
+plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew
+skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank
+telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf
+woman worm""".split()
 
 # torchvision.datasets.folder.IMG_EXTENSIONS: what ImageFolder accepts.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -40,7 +41,7 @@ CINIC10_URL = "https://datashare.is.ed.ac.uk/bitstream/handle/10283/3192/CINIC-1
 
 @dataclass(frozen=True)
 class ArrayDataset:
-    """A whole split in memory: ``images`` uint8 [N, 3, H, W] (contiguous), ``targets`` int64 [N]."""
+    """A whole split in memory: ``images`` uint8 [N, 3, H, W] contiguous, ``targets`` int64 [N]."""
 
     images: torch.Tensor
     targets: torch.Tensor
@@ -70,7 +71,8 @@ class _Spec:
     std: tuple
     augment: bool
     expected: tuple  # paths relative to the root that must exist
-    source: str  # where to get the files by hand
+    layout: str  # the expected files, for messages
+    source: str  # how to get the files by hand: "<source> <root>"
     read: Callable  # root -> (train, test, classes)
     fetch: Callable  # root -> None, downloads into root
 
@@ -111,24 +113,20 @@ def _ensure_files(name: str, spec: _Spec, root: str, download: bool) -> None:
     missing = _missing(spec, root)
     if not missing:
         return
-    expected = f"{name}: expected {', '.join(spec.expected)} in {root} (missing {missing[0]})"
-    elsewhere = f"or pass --data-dir with the folder that holds {name}/"
+    expected = f"{name}: expected {spec.layout} in {root}, missing {missing[0]}"
+    by_hand = f"{spec.source} {root}, or pass --data-dir with the folder that holds {name}/"
     if not download:
-        raise UserError(
-            f"{expected}; downloading is off (--no-download): get {spec.source} "
-            f"and extract it there, {elsewhere}"
-        )
+        raise UserError(f"{expected}; downloading is off (--no-download): {by_hand}")
     try:
         spec.fetch(root)
     except Exception as exc:  # any network or archive failure means the same to the user
         reason = (str(exc).splitlines() or [""])[0][:200]
         raise UserError(
-            f"{expected}; the download failed ({type(exc).__name__}: {reason}): get "
-            f"{spec.source} by hand and extract it there, {elsewhere}"
+            f"{expected}; the download failed ({type(exc).__name__}: {reason}): {by_hand}"
         ) from exc
     missing = _missing(spec, root)
     if missing:
-        raise UserError(f"{expected} even after downloading; get {spec.source} by hand")
+        raise UserError(f"{expected} even after downloading: {by_hand}")
 
 
 def _fetch_cifar10(root: str) -> None:
@@ -417,7 +415,8 @@ _SPECS = {
         std=(0.2470, 0.2435, 0.2616),
         augment=True,
         expected=_CIFAR_BATCHES + ("cifar-10-batches-py/test_batch",),
-        source="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        layout="cifar-10-batches-py/data_batch_1..5 and test_batch",
+        source="download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz, extract it in",
         read=_read_cifar10,
         fetch=_fetch_cifar10,
     ),
@@ -427,7 +426,8 @@ _SPECS = {
         std=(0.267, 0.256, 0.276),
         augment=True,
         expected=("cifar-100-python/train", "cifar-100-python/test"),
-        source="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        layout="cifar-100-python/train and test",
+        source="download https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz, extract it in",
         read=_read_cifar100,
         fetch=_fetch_cifar100,
     ),
@@ -437,7 +437,8 @@ _SPECS = {
         std=(1.0, 1.0, 1.0),
         augment=False,
         expected=("train_32x32.mat", "test_32x32.mat"),
-        source="http://ufldl.stanford.edu/housenumbers/{train,test}_32x32.mat",
+        layout="train_32x32.mat and test_32x32.mat",
+        source="download them from http://ufldl.stanford.edu/housenumbers/ into",
         read=_read_svhn,
         fetch=_fetch_svhn,
     ),
@@ -447,7 +448,8 @@ _SPECS = {
         std=(0.24205776, 0.23828046, 0.25874835),
         augment=True,
         expected=("train", "valid", "test"),
-        source=CINIC10_URL,
+        layout="the folders train/, valid/ and test/",
+        source=f"download {CINIC10_URL} and extract it in",
         read=_read_cinic10,
         fetch=_fetch_cinic10,
     ),

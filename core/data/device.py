@@ -43,8 +43,8 @@ class DeviceLoader:
     ):
         _check_arguments(images, targets, mean, std, augment, batch_size, seed, rank, world_size)
         index = _subset_index(indices, len(targets))
-        if len(index) < world_size:
-            raise UserError(f"{len(index)} examples cannot be shared among {world_size} ranks")
+        if len(index) < max(world_size, 1):
+            raise UserError(f"{len(index)} examples are too few for {world_size} rank(s)")
         self.device = torch.device(device)
         # The one host-to-device copy of the data.
         self.images = (images if indices is None else images[index]).to(self.device).contiguous()
