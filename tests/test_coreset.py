@@ -112,6 +112,23 @@ def test_stratify_matches_the_reference_bins_when_max_is_positive():
                 reference_strata_counts(score[key], 50)
 
 
+@pytest.mark.parametrize("values", [
+    torch.rand(20000) * 200 + 1e6,  # float32 spacing 1/16 at 1e6: uneven edges at 1000 strata
+    torch.randint(0, 5, (1000,)).float(),
+    torch.tensor([3.0, 3.0, 3.0]),
+    torch.rand(5000, dtype=torch.float64) - 2,
+    torch.randint(-3, 0, (100,), dtype=torch.int32),
+])
+@pytest.mark.parametrize("strata", [1, 2, 7, 50, 1000, 100_000])  # 100k: collapsed edges
+def test_stratum_is_the_bin_between_the_returned_edges(values, strata):
+    stratum, edges = stratify(values, strata)
+    dtype = values.dtype if values.is_floating_point() else torch.float32
+    inner = edges.to(dtype)[1:strata].contiguous()
+    assert torch.equal(stratum, torch.bucketize(values.to(dtype), inner, right=True))
+    top = int(stratum[values.argmax()])
+    assert top == strata - 1 or float(values.max()) < float(edges[top + 1])
+
+
 def test_allocation_overflows_from_small_strata():
     assert allocate_budget([2, 10, 0, 30], 20) == [2, 9, 0, 9]
     assert allocate_budget([1, 1, 50], 12) == [1, 1, 10]
