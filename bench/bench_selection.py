@@ -11,11 +11,12 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from core.coreset import select_coreset, stratify  # noqa: E402
+from core.coreset import select_coreset, stratify
 
 RATIO, MIS_RATIO, STRATA = 0.1, 0.3, 50
 
@@ -129,10 +130,11 @@ def agree(name, score, ours, loop) -> str:
         return "size" if len(ours) == len(loop) else "DIFFERS"
     if name.startswith("stratified"):
         values = score["accumulated_margin"]
-        edges = stratify(values[_survivors(values)], STRATA)[1].float()
-        count = lambda idx: torch.bincount(  # noqa: E731
-            torch.bucketize(values[idx], edges[1:-1].contiguous(), right=True), minlength=STRATA
-        )
+        inner = stratify(values[_survivors(values)], STRATA)[1].float()[1:-1].contiguous()
+
+        def count(idx):
+            return torch.bincount(torch.bucketize(values[idx], inner, right=True), minlength=STRATA)
+
         return "counts" if torch.equal(count(ours), count(loop)) else "DIFFERS"
     return "same" if torch.equal(ours, loop.sort().values) else "DIFFERS"
 
@@ -143,26 +145,36 @@ def _survivors(values):
 
 def main(args):
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, ratio {RATIO}, mis-ratio {MIS_RATIO}, "
-          f"{STRATA} strata")
+    print(
+        f"torch {torch.__version__}, 1 thread, ratio {RATIO}, mis-ratio {MIS_RATIO}, "
+        f"{STRATA} strata"
+    )
     header = f"{'mode':<18}{'N':>10}{'classes':>9}{'ours s':>10}{'loop s':>10}{'speedup':>9}  check"
     print(header + "\n" + "-" * len(header))
     for n in args.sizes:
         classes = 10 if n <= 100_000 else 1000
         score = synthetic_scores(n, classes)
         for name, (kwargs, loop) in MODES.items():
-            ours_s, ours = best_time(lambda: select_coreset(score, seed=0, **kwargs), args.repeats)
-            loop_s, reference = best_time(lambda: loop(score, n), 1)
-            print(f"{name:<18}{n:>10}{classes:>9}{ours_s:>10.3f}{loop_s:>10.3f}"
-                  f"{loop_s / ours_s:>8.1f}x  {agree(name, score, ours, reference)}")
+            ours_s, ours = best_time(partial(select_coreset, score, seed=0, **kwargs), args.repeats)
+            loop_s, reference = best_time(partial(loop, score, n), 1)
+            print(
+                f"{name:<18}{n:>10}{classes:>9}{ours_s:>10.3f}{loop_s:>10.3f}"
+                f"{loop_s / ours_s:>8.1f}x  {agree(name, score, ours, reference)}"
+            )
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 1_281_167],
-                        help="dataset sizes (default: 50000 1281167)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs of our selection, best kept (default: 3)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[50_000, 1_281_167],
+        help="dataset sizes (default: 50000 1281167)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs of our selection, best kept (default: 3)"
+    )
     return parser.parse_args()
 
 

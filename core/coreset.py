@@ -7,7 +7,7 @@ or one sort per mode, never a pass over all N per stratum or per class.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -58,8 +58,10 @@ def select_coreset(
         raise UserError(f"coreset mode '{mode}' needs a score file (--data-score-path)")
     key = key or DEFAULT_KEYS.get(mode)
     if key is None:
-        raise UserError(f"coreset mode 'coreset' needs a score key; the score file has: "
-                        f"{', '.join(sorted(data_score))}")
+        raise UserError(
+            f"coreset mode 'coreset' needs a score key; the score file has: "
+            f"{', '.join(sorted(data_score))}"
+        )
     keys = [key] + (["targets"] if class_balanced or mode == "moderate" else [])
     keys += [mis_key] if mode == "stratified" and mis_ratio > 0 else []
     n = check_data_score(data_score, num_examples=num_examples, keys=dict.fromkeys(keys))
@@ -130,9 +132,7 @@ def _check_ratios(mode: str, ratio: float, mis_ratio: float) -> None:
     if not 0 <= mis_ratio < 1:
         raise UserError(f"mis ratio must be in [0, 1), got {mis_ratio}")
     if mode == "stratified" and ratio + mis_ratio > 1:
-        raise UserError(
-            f"coreset ratio + mis ratio must be at most 1, got {ratio} + {mis_ratio}"
-        )
+        raise UserError(f"coreset ratio + mis ratio must be at most 1, got {ratio} + {mis_ratio}")
 
 
 def _random_mode_size(data_score, num_examples) -> int:

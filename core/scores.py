@@ -7,7 +7,7 @@ online in O(N) device memory with no host sync in `update`; see docs/FAITHFULNES
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -264,7 +264,9 @@ def make_data_score(
     for name, value in score.items():
         value = torch.as_tensor(value).detach().cpu().reshape(-1)
         if len(value) != n:
-            raise UserError(f"score '{name}' has {len(value)} entries, expected {n} (one per example)")
+            raise UserError(
+                f"score '{name}' has {len(value)} entries, expected {n} (one per example)"
+            )
         integer = name in REFERENCE_INT_KEYS or name == "visits"
         score[name] = value.to(torch.int32 if integer else torch.float32).clone()
     return score

@@ -29,8 +29,10 @@ def reference_strata_counts(score, strata):
     """The authors' loop: per-stratum boolean masks over [min, max*1.0001)."""
     low, high = torch.min(score), torch.max(score) * 1.0001
     step = (high - low) / strata
-    return [int(((score >= low + k * step) & (score < low + (k + 1) * step)).sum())
-            for k in range(strata)]
+    return [
+        int(((score >= low + k * step) & (score < low + (k + 1) * step)).sum())
+        for k in range(strata)
+    ]
 
 
 # ---- random and score-ordered modes -----------------------------------------------------------
@@ -58,22 +60,26 @@ def test_first_k_equals_a_stable_sort(descending):
     score = torch.randint(0, 7, (5000,), generator=torch.Generator().manual_seed(3)).float()
     for k in (1, 999, 2500, 5000):
         stable = torch.sort(score, descending=descending, stable=True).indices[:k]
-        assert torch.equal(_first_k_mask(score, k, descending).nonzero().squeeze(1),
-                           stable.sort().values)
+        assert torch.equal(
+            _first_k_mask(score, k, descending).nonzero().squeeze(1), stable.sort().values
+        )
 
 
 def test_class_balanced_uses_each_class_count():
     # class 0 has 6 examples, class 1 has 4; the reference would keep int(4 * .5) of each
-    score = {"targets": torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1]),
-             "s": torch.tensor([9.0, 8, 7, 6, 5, 4, 3, 2, 1, 0])}
+    score = {
+        "targets": torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1]),
+        "s": torch.tensor([9.0, 8, 7, 6, 5, 4, 3, 2, 1, 0]),
+    }
     chosen = select_coreset(score, "coreset", 0.5, key="s", class_balanced=True)
     assert chosen.tolist() == [3, 4, 5, 8, 9]  # the 3 and 2 lowest of each class
 
 
 def test_class_balanced_counts_on_random_scores():
     score = random_scores()
-    chosen = select_coreset(score, "coreset", 0.25, key="el2n", descending=True,
-                            class_balanced=True)
+    chosen = select_coreset(
+        score, "coreset", 0.25, key="el2n", descending=True, class_balanced=True
+    )
     targets = score["targets"]
     for c in range(10):
         members = (targets == c).nonzero().squeeze(1)
@@ -108,17 +114,21 @@ def test_stratify_matches_the_reference_bins_when_max_is_positive():
         score = random_scores(seed=seed)
         for key in ("accumulated_margin", "el2n", "forgetting"):
             stratum, _ = stratify(score[key], 50)
-            assert torch.bincount(stratum, minlength=50).tolist() == \
-                reference_strata_counts(score[key], 50)
+            assert torch.bincount(stratum, minlength=50).tolist() == reference_strata_counts(
+                score[key], 50
+            )
 
 
-@pytest.mark.parametrize("values", [
-    torch.rand(20000) * 200 + 1e6,  # float32 spacing 1/16 at 1e6: uneven edges at 1000 strata
-    torch.randint(0, 5, (1000,)).float(),
-    torch.tensor([3.0, 3.0, 3.0]),
-    torch.rand(5000, dtype=torch.float64) - 2,
-    torch.randint(-3, 0, (100,), dtype=torch.int32),
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        torch.rand(20000) * 200 + 1e6,  # float32 spacing 1/16 at 1e6: uneven edges at 1000 strata
+        torch.randint(0, 5, (1000,)).float(),
+        torch.tensor([3.0, 3.0, 3.0]),
+        torch.rand(5000, dtype=torch.float64) - 2,
+        torch.randint(-3, 0, (100,), dtype=torch.int32),
+    ],
+)
 @pytest.mark.parametrize("strata", [1, 2, 7, 50, 1000, 100_000])  # 100k: collapsed edges
 def test_stratum_is_the_bin_between_the_returned_edges(values, strata):
     stratum, edges = stratify(values, strata)
@@ -136,8 +146,9 @@ def test_allocation_overflows_from_small_strata():
 
 
 def test_stratified_hand_computed_with_hard_cut():
-    score = {"accumulated_margin": torch.tensor([-5.0, -4.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0,
-                                                 9.0])}
+    score = {
+        "accumulated_margin": torch.tensor([-5.0, -4.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 9.0])
+    }
     # hard cut drops 0 and 1; strata of the rest over [0, 9.0009): sizes 4, 3, 1 in 3 strata
     chosen = select_coreset(score, "stratified", 0.4, mis_ratio=0.2, strata=3, seed=0)
     assert len(chosen) == 4 and not {0, 1} & set(chosen.tolist())
@@ -147,13 +158,15 @@ def test_stratified_hand_computed_with_hard_cut():
     assert counts.tolist() == [2, 1, 1] and 9 in chosen.tolist()
 
 
-@pytest.mark.parametrize("ratio,mis_ratio,strata", [(0.1, 0.3, 50), (0.5, 0.0, 50),
-                                                    (0.2, 0.2, 7), (0.7, 0.3, 1)])
+@pytest.mark.parametrize(
+    "ratio,mis_ratio,strata", [(0.1, 0.3, 50), (0.5, 0.0, 50), (0.2, 0.2, 7), (0.7, 0.3, 1)]
+)
 def test_stratified_invariants(ratio, mis_ratio, strata):
     score = random_scores()
     n = len(score["targets"])
-    chosen = select_coreset(score, "stratified", ratio, key="el2n", mis_ratio=mis_ratio,
-                            strata=strata, seed=4)
+    chosen = select_coreset(
+        score, "stratified", ratio, key="el2n", mis_ratio=mis_ratio, strata=strata, seed=4
+    )
     assert len(chosen) == int(ratio * n) and torch.equal(chosen, chosen.unique())
     cut = torch.sort(score["accumulated_margin"], stable=True).indices[: int(mis_ratio * n)]
     assert not set(cut.tolist()) & set(chosen.tolist())
@@ -166,8 +179,9 @@ def test_stratified_invariants(ratio, mis_ratio, strata):
     position[survivors] = torch.arange(len(survivors))
     picked = torch.bincount(stratum[position[chosen]], minlength=strata).tolist()
     assert picked == allocate_budget(sizes, int(ratio * n))
-    again = select_coreset(score, "stratified", ratio, key="el2n", mis_ratio=mis_ratio,
-                           strata=strata, seed=4)
+    again = select_coreset(
+        score, "stratified", ratio, key="el2n", mis_ratio=mis_ratio, strata=strata, seed=4
+    )
     assert torch.equal(chosen, again)
 
 
@@ -180,8 +194,9 @@ def test_stratified_seeds_differ_and_none_is_fresh():
 def test_stratified_honours_mis_key_and_mis_descending():
     score = random_scores()
     n = len(score["el2n"])
-    chosen = select_coreset(score, "stratified", 0.5, mis_ratio=0.5, mis_key="el2n",
-                            mis_descending=True, seed=0)
+    chosen = select_coreset(
+        score, "stratified", 0.5, mis_ratio=0.5, mis_key="el2n", mis_descending=True, seed=0
+    )
     largest = score["el2n"].argsort(descending=True)[: n // 2]
     assert not set(largest.tolist()) & set(chosen.tolist())
     assert len(chosen) == n // 2  # ratio + mis_ratio = 1: every survivor is taken
@@ -199,8 +214,10 @@ def test_stratified_integer_key():
 
 
 def test_moderate_hand_computed():
-    score = {"targets": torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1]),
-             "moderate_distance": torch.tensor([1.0, 2, 3, 10, 11, 5, 6, 7, 8])}
+    score = {
+        "targets": torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1]),
+        "moderate_distance": torch.tensor([1.0, 2, 3, 10, 11, 5, 6, 7, 8]),
+    }
     # budget 4 over classes of 5 and 4: quotas 2.22 and 1.78 -> 2 and 2
     # class 0 median 3 keeps 3 and 2; class 1 median 6.5 keeps 6 and 7
     assert select_coreset(score, "moderate", 0.5).tolist() == [1, 2, 6, 7]
@@ -237,23 +254,37 @@ def test_moderate_invariants():
 # ---- validation and names ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(mode="random", ratio=0.0), r"ratio must be in \(0, 1\], got 0.0"),
-    (dict(mode="random", ratio=1.5), r"got 1.5"),
-    (dict(mode="stratified", ratio=0.5, mis_ratio=1.0), r"mis ratio must be in \[0, 1\), got 1"),
-    (dict(mode="stratified", ratio=0.5, mis_ratio=-0.1), r"got -0.1"),
-    (dict(mode="stratified", ratio=0.8, mis_ratio=0.3), r"at most 1, got 0.8 \+ 0.3"),
-    (dict(mode="sorted", ratio=0.5), r"unknown coreset mode 'sorted'; choose one of: random, "
-                                     r"coreset, stratified, moderate"),
-    (dict(mode="coreset", ratio=0.5, key="aum"),
-     r"unknown score key 'aum'; the score file has: accumulated_margin, el2n, forgetting, "
-     r"targets"),
-    (dict(mode="coreset", ratio=0.5), r"needs a score key"),
-    (dict(mode="stratified", ratio=0.5, strata=0), r"strata must be a positive integer, got 0"),
-    (dict(mode="coreset", ratio=0.5, key="el2n", num_examples=10),
-     r"score file has 3000 examples but the training set has 10"),
-    (dict(mode="coreset", ratio=0.0001, key="el2n"), r"selects no example"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(mode="random", ratio=0.0), r"ratio must be in \(0, 1\], got 0.0"),
+        (dict(mode="random", ratio=1.5), r"got 1.5"),
+        (
+            dict(mode="stratified", ratio=0.5, mis_ratio=1.0),
+            r"mis ratio must be in \[0, 1\), got 1",
+        ),
+        (dict(mode="stratified", ratio=0.5, mis_ratio=-0.1), r"got -0.1"),
+        (dict(mode="stratified", ratio=0.8, mis_ratio=0.3), r"at most 1, got 0.8 \+ 0.3"),
+        (
+            dict(mode="sorted", ratio=0.5),
+            r"unknown coreset mode 'sorted'; choose one of: random, coreset, stratified, moderate",
+        ),
+        (
+            dict(mode="coreset", ratio=0.5, key="aum"),
+            (
+                "unknown score key 'aum'; "
+                "the score file has: accumulated_margin, el2n, forgetting, targets"
+            ),
+        ),
+        (dict(mode="coreset", ratio=0.5), r"needs a score key"),
+        (dict(mode="stratified", ratio=0.5, strata=0), r"strata must be a positive integer, got 0"),
+        (
+            dict(mode="coreset", ratio=0.5, key="el2n", num_examples=10),
+            r"score file has 3000 examples but the training set has 10",
+        ),
+        (dict(mode="coreset", ratio=0.0001, key="el2n"), r"selects no example"),
+    ],
+)
 def test_validation_messages(kwargs, message):
     with pytest.raises(UserError, match=message):
         select_coreset(random_scores(), **kwargs)
@@ -278,7 +309,11 @@ def test_validation_of_lengths_and_non_finite_values():
 
 
 def test_method_names():
-    assert [method_name(m, "el2n") for m in ("random", "coreset", "stratified", "moderate")] == \
-        ["random", "el2n", "ccs", "moderate"]
+    assert [method_name(m, "el2n") for m in ("random", "coreset", "stratified", "moderate")] == [
+        "random",
+        "el2n",
+        "ccs",
+        "moderate",
+    ]
     with pytest.raises(UserError, match="unknown coreset mode"):
         method_name("ccs", None)

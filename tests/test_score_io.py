@@ -42,8 +42,11 @@ def test_saving_a_view_stores_only_the_view(tmp_path):
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_loads_numpy_and_tensor_pickles_of_any_protocol(tmp_path, protocol):
     path = tmp_path / "s.pickle"
-    data = {"el2n": np.arange(4, dtype=np.float32), "targets": torch.arange(6)[::2],
-            "loss": torch.ones(3, dtype=torch.float16)}
+    data = {
+        "el2n": np.arange(4, dtype=np.float32),
+        "targets": torch.arange(6)[::2],
+        "loss": torch.ones(3, dtype=torch.float16),
+    }
     with open(path, "wb") as fh:
         pickle.dump(data, fh, protocol=protocol)
     loaded = load_data_score(str(path))
@@ -78,10 +81,15 @@ class EvilStorage:
     def __reduce__(self):
         from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
 
-        sys_info = {"protocol_version": PROTOCOL_VERSION, "little_endian": True,
-                    "type_sizes": {"short": 2, "int": 4, "long": 4}}
-        payload = b"".join(pickle.dumps(x, protocol=2) for x in
-                           (MAGIC_NUMBER, PROTOCOL_VERSION, sys_info, Evil(self.marker)))
+        sys_info = {
+            "protocol_version": PROTOCOL_VERSION,
+            "little_endian": True,
+            "type_sizes": {"short": 2, "int": 4, "long": 4},
+        }
+        payload = b"".join(
+            pickle.dumps(x, protocol=2)
+            for x in (MAGIC_NUMBER, PROTOCOL_VERSION, sys_info, Evil(self.marker))
+        )
         return (torch.storage._load_from_bytes, (payload,))
 
 
@@ -95,8 +103,9 @@ def hostile_files(tmp_path, marker):
     return {
         "top level": write(tmp_path / "top.pickle", Evil(marker)),
         "nested": write(tmp_path / "nested.pickle", {**reference_scores(), "el2n": Evil(marker)}),
-        "in storage bytes": write(tmp_path / "storage.pickle",
-                                  {"el2n": torch.ones(2), "loss": EvilStorage(marker)}),
+        "in storage bytes": write(
+            tmp_path / "storage.pickle", {"el2n": torch.ones(2), "loss": EvilStorage(marker)}
+        ),
     }
 
 

@@ -49,8 +49,11 @@ def test_margin_and_el2n_hand_computed():
     dynamics.update(0, torch.tensor([0, 1, 2]), logits, torch.tensor([0, 2, 1]))
     scores = dynamics.scores()
     assert scores["accumulated_margin"].tolist() == pytest.approx([0.2, -0.3, 0.0], abs=1e-6)
-    expected_el2n = [math.sqrt(0.25 + 0.09 + 0.04), math.sqrt(0.25 + 0.09 + 0.64),
-                     math.sqrt(0.16 + 0.36 + 0.04)]
+    expected_el2n = [
+        math.sqrt(0.25 + 0.09 + 0.04),
+        math.sqrt(0.25 + 0.09 + 0.64),
+        math.sqrt(0.16 + 0.36 + 0.04),
+    ]
     assert scores["el2n"].tolist() == pytest.approx(expected_el2n, abs=1e-6)
     assert scores["correctness"].tolist() == [1, 0, 0]  # the tie goes to the first class (0)
 
@@ -82,12 +85,12 @@ def test_bf16_logits_accumulate_in_float32():
     logits = logits_of([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]).bfloat16()
     probs = logits.float().softmax(1)[0]
     margin = (probs[0] - probs[1]).item()
-    for epoch in range(1000):
+    for epoch in range(200):
         dynamics.update(epoch, torch.tensor([0, 1]), logits, torch.tensor([0, 0]))
     total = dynamics.scores()["accumulated_margin"]
     assert total.dtype == torch.float32
-    # a bf16 running sum would stall near 2**(8 - 1) / ... far below 1000 * margin
-    assert total.tolist() == pytest.approx([1000 * margin] * 2, rel=1e-4)
+    # a bf16 running sum (8-bit mantissa, spacing 0.25 at 32) would be off by far more
+    assert total.tolist() == pytest.approx([200 * margin] * 2, rel=1e-5)
 
 
 def test_state_dict_round_trip(tmp_path):
@@ -179,8 +182,10 @@ def test_inference_scores_by_index_with_features():
     images = torch.randn(6, 2, 2)
     targets = torch.tensor([0, 1, 1, 0, 1, 0])
     order = torch.tensor([4, 0, 5, 2])  # out of order; examples 1 and 3 never scored
-    batches = [(order[:2], images[order[:2]], targets[order[:2]]),
-               (order[2:], images[order[2:]], targets[order[2:]])]
+    batches = [
+        (order[:2], images[order[:2]], targets[order[:2]]),
+        (order[2:], images[order[2:]], targets[order[2:]]),
+    ]
     out = inference_scores(model, batches, 6, feature_module=model[3])
     assert model.training  # mode restored
     with torch.no_grad():
@@ -199,8 +204,9 @@ def test_inference_scores_by_index_with_features():
 
 def test_inference_scores_keeps_eval_mode_and_skips_features():
     model = tiny_model().eval()
-    out = inference_scores(model, [(torch.arange(2), torch.randn(2, 2, 2), torch.tensor([0, 1]))],
-                           2)
+    out = inference_scores(
+        model, [(torch.arange(2), torch.randn(2, 2, 2), torch.tensor([0, 1]))], 2
+    )
     assert not model.training and set(out) == {"entropy", "loss"}
 
 
@@ -217,8 +223,11 @@ def test_moderate_distance_hand_computed():
 def test_make_data_score_keys_and_dtypes():
     dynamics = TrainingDynamics(5, 3)
     dynamics.update(0, torch.arange(5), torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1]))
-    inference = {"entropy": torch.rand(5), "loss": torch.rand(5).double(),
-                 "features": torch.randn(5, 4)}
+    inference = {
+        "entropy": torch.rand(5),
+        "loss": torch.rand(5).double(),
+        "features": torch.randn(5, 4),
+    }
     score = make_data_score(dynamics, inference, torch.tensor([0, 1, 2, 0, 1]))
     ints = {"targets", "correctness", "forgetting", "last_correctness", "visits"}
     floats = {"accumulated_margin", "el2n", "entropy", "loss", "moderate_distance"}
