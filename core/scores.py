@@ -102,9 +102,10 @@ class TrainingDynamics:
     def scores(self) -> dict[str, torch.Tensor]:
         """CPU copies of the totals: int32 counters, float32 sums. A host sync."""
         counts, sums = self._totals()
-        out = {name: counts[i].cpu() for i, name in enumerate(COUNT_FIELDS)}
-        out.update({name: sums[i].cpu() for i, name in enumerate(SUM_FIELDS)})
-        out["last_correctness"] = self._last_correct.cpu()
+        # copies, not row views: a saved view would carry the whole [fields, N] storage
+        out = {name: counts[i].to("cpu", copy=True) for i, name in enumerate(COUNT_FIELDS)}
+        out.update({name: sums[i].to("cpu", copy=True) for i, name in enumerate(SUM_FIELDS)})
+        out["last_correctness"] = self._last_correct.to("cpu", copy=True)
         return out
 
     def state_dict(self) -> dict:
@@ -135,7 +136,6 @@ class TrainingDynamics:
         self._counts.copy_(state["counts"])
         self._sums.copy_(state["sums"])
         self._last_correct.copy_(state["last_correctness"])
-        self._follow_first_update = False
 
     @torch.no_grad()
     def all_reduce(self) -> None:

@@ -108,6 +108,14 @@ def test_state_dict_round_trip(tmp_path):
     assert restored.scores()["forgetting"].tolist() == [0, 2, 0]
 
 
+def test_scores_are_compact_copies():
+    dynamics = TrainingDynamics(3, 3)
+    scores = dynamics.scores()
+    assert all(v.untyped_storage().nbytes() == 3 * 4 for v in scores.values())
+    scores["visits"] += 1
+    assert dynamics.scores()["visits"].tolist() == [0, 0, 0]
+
+
 def test_load_state_dict_of_another_size():
     with pytest.raises(UserError, match="5 examples.*has 3"):
         TrainingDynamics(3, 3).load_state_dict(TrainingDynamics(5, 3).state_dict())
