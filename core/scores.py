@@ -20,6 +20,14 @@ COUNT_FIELDS = ("correctness", "forgetting", "visits")
 SUM_FIELDS = ("accumulated_margin", "el2n")
 DYNAMICS_FIELDS = COUNT_FIELDS + ("last_correctness",) + SUM_FIELDS
 
+STATE_TENSORS = (
+    "_counts",
+    "_sums",
+    "_new_counts",
+    "_new_sums",
+    "_last_correct",
+    "_visited_since_sync",
+)
 REFERENCE_INT_KEYS = ("targets", "correctness", "forgetting", "last_correctness")
 REFERENCE_FLOAT_KEYS = ("accumulated_margin", "el2n", "entropy", "loss")
 
@@ -68,9 +76,8 @@ class TrainingDynamics:
         self._visited_since_sync = torch.zeros(n, dtype=torch.bool, device=dev)
 
     def _move_to(self, device: torch.device) -> None:
-        for name in ("_counts", "_sums", "_new_counts", "_new_sums", "_last_correct"):
+        for name in STATE_TENSORS:
             setattr(self, name, getattr(self, name).to(device))
-        self._visited_since_sync = self._visited_since_sync.to(device)
         self.device = device
 
     @torch.no_grad()
