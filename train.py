@@ -57,7 +57,7 @@ def main(args) -> int:
     fingerprint = {k: getattr(args, k) for k in
                    ("dataset", "network", "epochs", "iterations", "batch_size", "lr", "seed",
                     "train_subset")}
-    fingerprint["coreset"] = coreset
+    fingerprint["coreset"] = dict(coreset or {}, data_score_path=args.data_score_path)
     fingerprint["world_size"] = dist_utils.world_size()
     state = find_resume_state(paths, fingerprint, args.no_resume)
     if state is not None and state.get("finished"):
