@@ -73,7 +73,7 @@ def main(args) -> int:
         coreset["data_score_path"] = args.data_score_path
 
     seed_everything(args.seed)
-    channels_last = device.type == "cuda"
+    channels_last = True  # faster on CUDA (tensor cores) and on CPU (oneDNN) alike
     common = dict(mean=data.mean, std=data.std, device=device, channels_last=channels_last,
                   rank=dist_utils.rank(), world_size=dist_utils.world_size())
     train_loader = DeviceLoader(data.train.images, data.train.targets, batch_size=args.batch_size,

@@ -9,6 +9,7 @@ import contextlib
 import math
 import os
 import signal
+import sys
 import time
 
 import torch
@@ -157,7 +158,8 @@ class Trainer:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._last_save = time.monotonic()
         bar = tqdm(total=total_iterations, initial=self.position["iteration"], unit="it",
-                   disable=not self.progress, dynamic_ncols=True, leave=False)
+                   disable=not self.progress, dynamic_ncols=True, leave=False,
+                   mininterval=0.1 if sys.stderr.isatty() else 5.0)  # quiet logs when piped
         try:
             while self.position["iteration"] < total_iterations:
                 self._run_epoch(total_iterations, per_epoch, total_epochs, epochs_per_test, bar)
