@@ -11,11 +11,12 @@
 #         1,000 iterations of batch 128 (about 35 minutes on 2 cores at one rate)
 #   gpu   ResNet-18, the full 50,000 training set, 200 epochs of dynamics (the paper's),
 #         coresets trained 10,000 iterations of batch 256
-#   smoke ResNet-20, a 2,000-example subset, 2 epochs, coresets trained 20 iterations
+#   smoke ResNet-20, a 1,000-example subset, 2 epochs, coresets trained 20 iterations
 # Rerunning skips finished runs and resumes unfinished ones. CIFAR-10 is downloaded into
 # --data-dir (default $DATA_DIR or ./data) when it is not already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/methods.sh
 
 PROFILE="" RATES="0.9" SEEDS="0" BETA="0.3" DEVICE="auto"
 DATA_DIR="${DATA_DIR:-./data}" BASE_DIR="" OUT=""
@@ -42,7 +43,7 @@ fi
 case "$PROFILE" in
   cpu)   NET=resnet20 SUBSET=20000 EPOCHS=10  ITERS=1000  BS=128 ;;
   gpu)   NET=resnet18 SUBSET=0     EPOCHS=200 ITERS=10000 BS=256 ;;
-  smoke) NET=resnet20 SUBSET=2000  EPOCHS=2   ITERS=20    BS=64 ;;
+  smoke) NET=resnet20 SUBSET=1000  EPOCHS=2   ITERS=20    BS=64 ;;
   *) echo "error: --profile must be cpu, gpu or smoke, got $PROFILE" >&2; exit 2 ;;
 esac
 BASE_DIR="${BASE_DIR:-./data-model/cifar10-$PROFILE}"
@@ -61,28 +62,16 @@ if [ ! -f "$SCORE" ]; then
     --device "$DEVICE"
 fi
 
-# method name -> the coreset flags of the reference README (AUM keeps the smallest margins)
-method_flags() {
-  case "$1" in
-    random) echo "--coreset-mode random" ;;
-    ccs) echo "--coreset-mode stratified --coreset-key accumulated_margin --mis-ratio $BETA" ;;
-    forgetting) echo "--coreset-mode coreset --coreset-key forgetting --data-score-descending 1" ;;
-    accumulated_margin) echo "--coreset-mode coreset --coreset-key accumulated_margin --data-score-descending 0" ;;
-    el2n) echo "--coreset-mode coreset --coreset-key el2n --data-score-descending 1" ;;
-    entropy) echo "--coreset-mode coreset --coreset-key entropy --data-score-descending 1" ;;
-    moderate) echo "--coreset-mode moderate --coreset-key moderate_distance" ;;
-  esac
-}
 echo "== 3/3 coreset runs"
 for rate in ${RATES//,/ }; do
-  ratio=$("$PY" -c "print(round(1 - $rate, 6))")
+  ratio=$(keep_ratio "$rate")
   for seed in ${SEEDS//,/ }; do
-    for method in random ccs forgetting accumulated_margin el2n entropy moderate; do
+    for method in $METHODS; do
       echo "-- $method at pruning rate $rate, seed $seed"
       # shellcheck disable=SC2046
       "$PY" train.py "${COMMON[@]}" --iterations "$ITERS" --seed "$seed" \
         --task-name "$method-$rate-s$seed" --base-dir "$BASE_DIR/coresets" --coreset \
-        --coreset-ratio "$ratio" --data-score-path "$SCORE" $(method_flags "$method")
+        --coreset-ratio "$ratio" --data-score-path "$SCORE" $(method_flags "$method" "$BETA")
     done
   done
 done

@@ -1,0 +1,21 @@
+# Shared by quickstart.sh and reproduce.sh: the coreset flags of each method, as in the
+# original README (forgetting and EL2N keep the largest scores, AUM the smallest).
+# Usage: method_flags METHOD [BETA]   (BETA: the CCS hard-cut ratio, --mis-ratio)
+METHODS="random ccs forgetting accumulated_margin el2n entropy moderate"
+
+method_flags() {
+  case "$1" in
+    random) echo "--coreset-mode random" ;;
+    ccs) echo "--coreset-mode stratified --coreset-key accumulated_margin --mis-ratio ${2:-0.3}" ;;
+    forgetting) echo "--coreset-mode coreset --coreset-key forgetting --data-score-descending 1" ;;
+    accumulated_margin)
+      echo "--coreset-mode coreset --coreset-key accumulated_margin --data-score-descending 0" ;;
+    el2n) echo "--coreset-mode coreset --coreset-key el2n --data-score-descending 1" ;;
+    entropy) echo "--coreset-mode coreset --coreset-key entropy --data-score-descending 1" ;;
+    moderate) echo "--coreset-mode moderate --coreset-key moderate_distance" ;;
+    *) echo "error: unknown method $1" >&2; return 2 ;;
+  esac
+}
+
+# keep fraction for a pruning rate, e.g. 0.9 -> 0.1
+keep_ratio() { awk -v r="$1" 'BEGIN { printf "%g", 1 - r }'; }
