@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# The paper's protocol on cinic10; flags as scripts/reproduce.sh (--dry-run prints the commands).
+exec bash "$(dirname "$0")/reproduce.sh" cinic10 "$@"

@@ -1,0 +1,62 @@
+"""The reproduction scripts: every command they would run parses with the real scripts' flags."""
+import importlib
+import shlex
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+# rates x methods, plus the beta sweeps: cifar10 publishes beta only at 90%
+EXPECTED_CORESET_RUNS = {"cifar10": 5 * 6 + 4 + 6 + 6 + 6 + 1, "cifar100": 5 * 6 + 4 + 6 * 4,
+                         "imagenet": 5 * 6 + 4 + 6 + 6 + 1 + 1}
+
+
+def dry_run(*argv):
+    proc = subprocess.run(["bash", *argv, "--dry-run"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [shlex.split(line[2:]) for line in proc.stdout.splitlines() if line.startswith("+ ")]
+
+
+def parse_with_script(argv):
+    """Parse a printed command with the parser of the script it names."""
+    script = argv[1]
+    assert argv[0] == "python"
+    if script == "-m":
+        assert argv[2] == "core.report"
+        return None
+    module = importlib.import_module(script[: -len(".py")])
+    return module.get_args_parser().parse_args(argv[2:])
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "svhn", "cinic10", "imagenet"])
+def test_reproduce_dry_run_commands_parse(dataset):
+    commands = dry_run(f"scripts/reproduce_{dataset}.sh")
+    coreset_runs = [parse_with_script(c) for c in commands if "--coreset" in c]
+    if dataset in EXPECTED_CORESET_RUNS:
+        assert len(coreset_runs) == EXPECTED_CORESET_RUNS[dataset]
+    for args in coreset_runs:
+        assert args.coreset and 0 < args.coreset_ratio < 1
+        assert args.iterations == (300000 if dataset == "imagenet" else 40000)
+        if args.coreset_mode == "stratified":
+            assert args.coreset_ratio + args.mis_ratio <= 1 + 1e-9
+    full = parse_with_script(commands[0])
+    assert full.epochs == (60 if dataset == "imagenet" else 200)
+    assert commands[-1][:3] == ["python", "-m", "core.report"]
+
+
+def test_short_budget_keeps_every_method_at_two_rates():
+    commands = dry_run("scripts/reproduce_cifar10.sh", "--budget", "short")
+    runs = [parse_with_script(c) for c in commands if "--coreset" in c]
+    assert len(runs) == 14
+    assert {round(1 - a.coreset_ratio, 3) for a in runs} == {0.5, 0.9}
+    assert {a.coreset_mode for a in runs} == {"random", "coreset", "stratified", "moderate"}
+
+
+def test_paper_beta_for_cifar10_at_90_percent():
+    commands = dry_run("scripts/reproduce_cifar10.sh")
+    ccs = [parse_with_script(c) for c in commands if "stratified" in c]
+    at_90 = [a for a in ccs if abs(a.coreset_ratio - 0.1) < 1e-9]
+    assert [a.mis_ratio for a in at_90] == [0.3]
+    assert all(a.coreset_key == "accumulated_margin" for a in ccs)
