@@ -129,3 +129,22 @@ def coreset_settings(args) -> dict | None:
             "class_balanced": bool(args.class_balanced), "mis_ratio": args.mis_ratio,
             "mis_key": args.mis_key, "mis_descending": bool(args.mis_data_score_descending),
             "strata": args.strata}
+
+
+def add_imagefolder_flags(parser: argparse.ArgumentParser, image_size_default=224) -> None:
+    """(ours) The ImageNet input pipeline's flags, shared by the ImageNet scripts."""
+    parser.add_argument("--workers", type=int, default=None,
+                        help="(ours) DataLoader worker processes per process (default: "
+                             "min(16, CPU cores / processes on this node))")
+    default = "the run's own" if image_size_default is None else image_size_default
+    parser.add_argument("--image-size", type=int, default=image_size_default,
+                        help="(ours) training crop size; testing resizes to size*256/224 and "
+                             f"centre-crops size (default: {default})")
+
+
+def check_imagefolder_args(args) -> None:
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {args.workers}")
+    if args.image_size is not None and args.image_size < 8:
+        raise UserError(f"--image-size must be at least 8 pixels, got {args.image_size}")
+

@@ -9,15 +9,16 @@ from core.training.checkpoint import load_checkpoint
 from core.training.run import run_paths, select_device
 
 
-def load_finished_run(base_dir: str, task_name: str) -> tuple[dict, dict, dict]:
+def load_finished_run(base_dir: str, task_name: str,
+                      script: str = "train.py") -> tuple[dict, dict, dict]:
     """(paths, final checkpoint, dynamics file) of a finished run, or a UserError saying why not."""
     paths = run_paths(base_dir, task_name)
     if not os.path.isfile(paths["last"]):
         raise UserError(f"no run in {paths['dir']}: {paths['last']} is missing (train it first "
-                        f"with train.py --task-name {task_name})")
+                        f"with {script} --task-name {task_name})")
     state = load_checkpoint(paths["last"])
     if not state.get("finished"):
-        raise UserError(f"the run in {paths['dir']} has not finished; run its train.py command "
+        raise UserError(f"the run in {paths['dir']} has not finished; run its {script} command "
                         "again to resume and finish it")
     if not os.path.isfile(paths["td"]):
         raise UserError(f"{paths['td']} is missing: the run recorded no training dynamics")
@@ -34,7 +35,10 @@ def write_score_files(paths, task_name, *, dynamics_scores, inference, targets,
     data_score = make_data_score(dynamics_scores, inference, targets)
     data_score_path = data_score_path or os.path.join(paths["dir"],
                                                       f"data-score-{task_name}.pickle")
-    save_data_score(data_score_path, data_score)
+    if data_score_path.endswith(".pt"):
+        atomic_torch_save(data_score, data_score_path)  # what load_data_score expects of a .pt
+    else:
+        save_data_score(data_score_path, data_score)  # the reference's pickle
     features_path = os.path.join(paths["dir"], f"features-{task_name}.pt")
     if "features" in inference:
         atomic_torch_save({"features": inference["features"].half(),
@@ -70,3 +74,49 @@ def score_finished_run(*, base_dir, task_name, dataset=None, data_dir=None, data
     inference = inference_scores(model, loader.epoch(0), n, feature_module=classifier_of(model))
     return write_score_files(paths, task_name, dynamics_scores=td["scores"], inference=inference,
                              targets=data.train.targets, data_score_path=data_score_path)
+
+
+def score_imagenet_run(*, base_dir, task_name, data_dir=None, data_score_path=None,
+                       device, image_size=None, batch_size=256, workers=0) -> dict | None:
+    """Scores for a train_imagenet.py run. Under torchrun each rank scores its share of the
+    training set and rank 0 writes the files (returns None on the other ranks)."""
+    from core.data.imagenet import ImageFolderLoader, load_imagefolder
+    from core.models import build_model, classifier_of
+    from core.scores import inference_scores
+    from core.training import distributed as dist_utils
+
+    paths, state, td = load_finished_run(base_dir, task_name, script="train_imagenet.py")
+    run_args = state["args"]
+    if "image_size" not in run_args:
+        raise UserError(f"the run in {paths['dir']} was not trained by train_imagenet.py; "
+                        "score it with generate_importance_score.py")
+    data = load_imagefolder(data_dir or run_args["data_dir"])
+    n = len(data.train)
+    if td["scores"]["visits"].numel() != n or state["num_classes"] != data.num_classes:
+        raise UserError(f"{paths['dir']} was trained on {td['scores']['visits'].numel()} images "
+                        f"of {state['num_classes']} classes, {data.train.root} holds {n} of "
+                        f"{data.num_classes}")
+    model = build_model(run_args["network"], data.num_classes, imagenet=True)
+    model.load_state_dict(state["model"])
+    model = model.to(device, memory_format=torch.channels_last)
+    loader = ImageFolderLoader(data.train, batch_size=batch_size,
+                               image_size=image_size or run_args["image_size"], mean=data.mean,
+                               std=data.std, augment=False, shuffle=False, seed=0, device=device,
+                               rank=dist_utils.rank(), world_size=dist_utils.world_size(),
+                               workers=workers, channels_last=True, persistent_workers=False)
+    inference = inference_scores(model, loader.epoch(0), n, feature_module=classifier_of(model))
+    inference = _sum_across_ranks(inference, device)
+    if not dist_utils.is_main():
+        return None
+    return write_score_files(paths, task_name, dynamics_scores=td["scores"], inference=inference,
+                             targets=data.train.targets, data_score_path=data_score_path)
+
+
+def _sum_across_ranks(inference: dict, device) -> dict:
+    """Each rank filled its own examples and left the rest 0: the sum holds them all."""
+    from core.training import distributed as dist_utils
+
+    if not dist_utils.is_distributed():
+        return inference
+    return {name: dist_utils.all_reduce_sum_(value.to(device)).cpu()
+            for name, value in inference.items()}

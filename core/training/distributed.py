@@ -1,6 +1,26 @@
-"""Process-group helpers. Every function is a cheap no-op in a single process."""
+"""One home for multi-process training: launch, process group, rank helpers, reductions.
+
+Launch modes (docs/DISTRIBUTED.md):
+- ``torchrun --nproc_per_node=N script.py ...``: torchrun sets RANK, LOCAL_RANK, WORLD_SIZE...;
+  ``init_from_env`` joins that group (NCCL on CUDA, gloo on CPU).
+- ``python script.py --gpuid 0,1 ...`` (the reference's form): ``relaunch_per_gpu`` replaces
+  the process with ``torchrun --standalone`` (a rendezvous on this host at a free port) running
+  the same command, one process per listed GPU.
+- neither: one process; every helper below is a cheap no-op.
+"""
+import contextlib
+import datetime
+import os
+import sys
+
 import torch
 import torch.distributed as dist
+
+from core.errors import UserError
+
+# A collective that waits longer than this raises instead of hanging, e.g. when another node
+# died. Generous: nothing in training makes one rank wait for another for minutes.
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=15)
 
 
 def is_distributed() -> bool:
@@ -31,16 +51,117 @@ def barrier() -> None:
         dist.barrier()
 
 
-def init_from_env() -> None:
-    """Join the process group torchrun describes in the environment (no-op without one)."""
-    import os
+# ---- the launcher's environment ------------------------------------------------------------
+def launched_world_size() -> int:
+    """Processes in the job as torchrun announced them (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
-    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+
+def launched_rank() -> int:
+    """This process's rank as torchrun announced it; usable before (or without) the group."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int | None:
+    """This process's index on its node under torchrun, None otherwise."""
+    value = os.environ.get("LOCAL_RANK")
+    return int(value) if value is not None else None
+
+
+def local_world_size() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# ---- starting and ending -------------------------------------------------------------------
+def parse_gpu_ids(gpuid: str) -> list[int]:
+    """``"0,1"`` -> ``[0, 1]``; UserError for anything else."""
+    try:
+        ids = [int(part) for part in gpuid.split(",") if part.strip() != ""]
+    except ValueError:
+        raise UserError(f"--gpuid {gpuid!r} must be GPU numbers separated by commas, "
+                        "e.g. 0 or 0,1") from None
+    if not ids or min(ids) < 0 or len(set(ids)) != len(ids):
+        raise UserError(f"--gpuid {gpuid!r} must list distinct GPU numbers, e.g. 0 or 0,1")
+    return ids
+
+
+def relaunch_per_gpu(gpuid: str, device_flag: str) -> None:
+    """``--gpuid 0,1``: restart this command under torchrun with one process per listed GPU.
+
+    Does nothing under torchrun already, for a single id, for ``--device cpu``, or without CUDA
+    (then it says so and the caller trains in one process). Otherwise it never returns: the
+    process becomes torchrun, which forwards signals to the workers and ends them all when
+    one fails.
+    """
+    ids = parse_gpu_ids(gpuid)
+    if len(ids) == 1 or local_rank() is not None or device_flag not in ("auto", "cuda"):
         return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend)
+    if not torch.cuda.is_available():
+        print(f"--gpuid {gpuid}: CUDA is not available; training in one process on the CPU",
+              flush=True)
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    if max(ids) >= len(visible):
+        raise UserError(f"--gpuid {gpuid}: this machine shows {len(visible)} GPU(s) "
+                        f"(0..{len(visible) - 1})")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(visible[i] for i in ids))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // len(ids))))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={len(ids)}", sys.argv[0], *sys.argv[1:]]
+    print(f"--gpuid {gpuid}: starting {len(ids)} processes (one per GPU) with torchrun",
+          flush=True)  # exec discards unflushed output
+    os.execve(sys.executable, command, env)
+
+
+def init_from_env(device: torch.device) -> None:
+    """Join the process group torchrun describes in the environment (no-op without one).
+
+    NCCL when this process trains on a GPU, gloo on the CPU. On the CPU the node's cores are
+    shared out between its processes (torchrun's default is one thread each).
+    """
+    if dist.is_initialized() or launched_world_size() <= 1:
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl", timeout=COLLECTIVE_TIMEOUT, device_id=device)
+    else:
+        torch.set_num_threads(max(1, usable_cores() // local_world_size()))
+        dist.init_process_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
+
+
+@contextlib.contextmanager
+def local_main_first():
+    """On each node local rank 0 runs the block first (e.g. a download into a shared folder),
+    the node's other ranks after it. If local rank 0 fails, the others wait in the barrier
+    until torchrun ends them."""
+    first = not is_distributed() or (local_rank() or 0) == 0
+    if not first:
+        barrier()
+    yield
+    if first:
+        barrier()
+
+
+def check_same_on_all_ranks(value: int, what: str) -> None:
+    """UserError unless every rank passes the same integer (e.g. the resume position)."""
+    if not is_distributed():
+        return
+    device = torch.device("cuda", torch.cuda.current_device()) if (
+        dist.get_backend() == "nccl") else torch.device("cpu")
+    span = torch.tensor([value, -value], dtype=torch.int64, device=device)
+    dist.all_reduce(span, op=dist.ReduceOp.MAX)
+    high, low = span.tolist()  # host sync, once at start-up
+    if high != -low:
+        raise UserError(f"the processes disagree on {what} ({-low} vs {high}); every node must "
+                        "see the same --base-dir and data (a shared filesystem)")
 
 
 def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -55,3 +176,17 @@ def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def run_entry_point(main, args) -> int:
+    """Run a script's ``main(args)``: a UserError becomes ``error: ...`` and exit code 2, and the
+    process group is always left cleanly (a gloo process exiting inside one aborts)."""
+    from core.errors import exit_with_error
+
+    try:
+        return main(args)
+    except UserError as err:
+        where = f"[rank {launched_rank()}] " if launched_world_size() > 1 else ""
+        exit_with_error(where + str(err))
+    finally:
+        shutdown()

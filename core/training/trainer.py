@@ -39,7 +39,7 @@ def evaluate(model, loader, device, precision="fp32", topk=(1,)):
     with torch.no_grad(), autocast_for(device, precision):
         for _, images, targets in loader.epoch(0):
             logits = model(images)
-            top = logits.topk(max(topk), dim=1).indices
+            top = logits.topk(min(max(topk), logits.shape[1]), dim=1).indices  # k <= classes
             hits = top == targets[:, None]
             for i, k in enumerate(topk):
                 correct[i] += hits[:, :k].any(dim=1).sum()

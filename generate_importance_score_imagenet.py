@@ -1,0 +1,65 @@
+"""Turn a finished train_imagenet.py full-data run into importance scores.
+
+Reads <base-dir>/<task-name>/ckpt-last.pt and td-<task>.pt (the dynamics accumulated during
+training), makes one eval pass of the final model over the un-augmented training set with the
+test transforms (entropy, loss, penultimate features), and writes --data-score-path (reference
+format: a pickle, or torch.save when the name ends in .pt) and features-<task>.pt in the run.
+
+    python generate_importance_score_imagenet.py --data-dir /data/imagenet \\
+        --base-dir ./work/imagenet --task-name ICLR2023-ImageNet --data-score-path ./imagenet-data-score.pt
+
+One process by default; under torchrun (or with --gpuid 0,1) each process scores a share.
+"""
+import argparse
+import sys
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    from core import cli
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=str, default=None,
+                        help="the ImageNet root holding train/ and val/ (default: the run's own)")
+    parser.add_argument("--base-dir", type=str, required=True, help="folder of run folders")
+    parser.add_argument("--task-name", type=str, required=True, help="the full-data run's name")
+    parser.add_argument("--data-score-path", type=str, default=None,
+                        help="output file (default: <run>/data-score-<task>.pickle)")
+    parser.add_argument("--gpuid", type=str, default="0",
+                        help="GPU id(s), e.g. 0 or 0,1 (default: 0); ignored without CUDA")
+    parser.add_argument("--device", type=str, default="auto",
+                        help="(ours) auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="(ours) global eval batch size (default: 256)")
+    cli.add_imagefolder_flags(parser, image_size_default=None)
+    return parser
+
+
+def main(args) -> int:
+    from core import cli
+    from core.data.imagenet import default_workers
+    from core.errors import UserError
+    from core.scoring import score_imagenet_run
+    from core.training import distributed as dist_utils
+    from core.training.run import start_process
+
+    cli.check_imagefolder_args(args)
+    if args.batch_size <= 0:
+        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+    device = start_process(args.device, args.gpuid)
+    workers = args.workers if args.workers is not None else default_workers(
+        dist_utils.local_world_size())
+    out = score_imagenet_run(base_dir=args.base_dir, task_name=args.task_name,
+                             data_dir=args.data_dir, data_score_path=args.data_score_path,
+                             device=device, image_size=args.image_size,
+                             batch_size=args.batch_size, workers=workers)
+    if out is not None:
+        print(f"wrote {out['data_score_path']} ({out['num_examples']} examples, keys: "
+              f"{', '.join(out['keys'])}) and {out['features_path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    from core.training.distributed import run_entry_point
+
+    sys.exit(run_entry_point(main, get_args_parser().parse_args()))
