@@ -6,7 +6,8 @@ test transforms (entropy, loss, penultimate features), and writes --data-score-p
 format: a pickle, or torch.save when the name ends in .pt) and features-<task>.pt in the run.
 
     python generate_importance_score_imagenet.py --data-dir /data/imagenet \\
-        --base-dir ./work/imagenet --task-name ICLR2023-ImageNet --data-score-path ./imagenet-data-score.pt
+        --base-dir ./work/imagenet --task-name ICLR2023-ImageNet \\
+        --data-score-path ./imagenet-data-score.pt
 
 One process by default; under torchrun (or with --gpuid 0,1) each process scores a share.
 """

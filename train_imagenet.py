@@ -1,9 +1,9 @@
 """Train a ResNet on ImageNet (ImageFolder layout), on all data (recording training dynamics)
 or on a coreset. Flags and defaults follow the reference script (REFERENCE §6); see README.md.
 
-    python train_imagenet.py --epochs 60 --lr 0.1 --scheduler cosine --task-name ICLR2023-ImageNet \\
-        --base-dir ./work/imagenet --data-dir /data/imagenet --network resnet34 --batch-size 256 \\
-        --gpuid 0,1
+    python train_imagenet.py --epochs 60 --lr 0.1 --scheduler cosine \\
+        --task-name ICLR2023-ImageNet --base-dir ./work/imagenet --data-dir /data/imagenet \\
+        --network resnet34 --batch-size 256 --gpuid 0,1
 
 --gpuid 0,1 starts one process per GPU (DDP); torchrun works too (docs/DISTRIBUTED.md).
 --batch-size is the global batch, split across the processes.

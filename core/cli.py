@@ -136,10 +136,12 @@ def add_imagefolder_flags(parser: argparse.ArgumentParser, image_size_default=22
     parser.add_argument("--workers", type=int, default=None,
                         help="(ours) DataLoader worker processes per process (default: "
                              "min(16, CPU cores / processes on this node))")
-    default = "the run's own" if image_size_default is None else image_size_default
-    parser.add_argument("--image-size", type=int, default=image_size_default,
-                        help="(ours) training crop size; testing resizes to size*256/224 and "
-                             f"centre-crops size (default: {default})")
+    if image_size_default is None:  # scoring: the run's size unless told otherwise
+        size_help = "(ours) resize to size*256/224, centre-crop size (default: the run's own)"
+    else:
+        size_help = ("(ours) training crop size; testing resizes to size*256/224 and "
+                     f"centre-crops size (default: {image_size_default})")
+    parser.add_argument("--image-size", type=int, default=image_size_default, help=size_help)
 
 
 def check_imagefolder_args(args) -> None:

@@ -198,9 +198,13 @@ class Trainer:
             self.position["epoch"], self.position["batch"] = epoch + 1, 0
         if self.dynamics is not None:
             self.dynamics.all_reduce()
-        stats = torch.stack([loss_sum.float(), correct.float()])
+        # A checkpoint is due by rank 0's clock alone: saving is a collective (the dynamics
+        # all-reduce), so every rank must decide alike.
+        due = self.main and time.monotonic() - self._last_save >= self.checkpoint_interval_s
+        stats = torch.stack([loss_sum.float(), correct.float(),
+                             torch.tensor(float(due), device=self.device)])
         dist_utils.all_reduce_sum_(stats)
-        loss_v, correct_v = stats.tolist()  # host sync, once per epoch
+        loss_v, correct_v, due_v = stats.tolist()  # host sync, once per epoch
         self._account(t0, seen)
         seen_all = max(1, seen * dist_utils.world_size())
         finished = self.position["iteration"] >= total_iterations
@@ -215,8 +219,7 @@ class Trainer:
         bar.set_postfix_str(f"{rate:,.0f} img/s")
         if self.log:
             self.log.info(line + f" | {rate:,.0f} img/s")
-        due = time.monotonic() - self._last_save >= self.checkpoint_interval_s
-        if not finished and (due or (epoch + 1) % epochs_per_test == 0):
+        if not finished and (due_v > 0 or (epoch + 1) % epochs_per_test == 0):
             self.save_last()
 
     def _account(self, t0, seen):
