@@ -2,6 +2,9 @@
 or on a coreset. Flags and defaults follow the reference scripts; see README.md.
 
     python train.py --dataset cifar10 --epochs 200 --task-name all-data --base-dir ./data-model/cifar10
+
+--gpuid 0,1 (or torchrun) trains with one process per GPU; --batch-size is the global batch
+(docs/DISTRIBUTED.md).
 """
 import argparse
 import sys

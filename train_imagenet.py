@@ -63,10 +63,10 @@ def main(args) -> int:
         coreset["data_score_path"] = args.data_score_path
 
     seed_everything(args.seed)  # the same on every rank: DDP starts from rank 0's weights anyway
-    workers = args.workers if args.workers is not None else default_workers(
-        dist_utils.local_world_size())
+    if args.workers is None:  # resolved here so that metrics.json records the number used
+        args.workers = default_workers(dist_utils.local_world_size())
     common = dict(image_size=args.image_size, mean=data.mean, std=data.std, device=device,
-                  rank=dist_utils.rank(), world_size=dist_utils.world_size(), workers=workers,
+                  rank=dist_utils.rank(), world_size=dist_utils.world_size(), workers=args.workers,
                   channels_last=True, seed=args.seed)
     train_loader = ImageFolderLoader(data.train, batch_size=args.batch_size, augment=True,
                                      shuffle=True, indices=indices, **common)
