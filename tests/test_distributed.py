@@ -156,3 +156,47 @@ def test_a_failing_rank_ends_the_job(tiny_cifar10, imagefolder, tmp_path, case):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     assert not os.path.exists(base)  # nothing written
+
+
+# ---- --gpuid 0,1: the relaunch command, without starting it --------------------------------
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """Four visible GPUs; os.execve records what it would have run instead of running it."""
+    from core.training import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(distributed.torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(distributed.os, "execve", lambda path, argv, env: calls.append((argv, env)))
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(sys, "argv", ["train_imagenet.py", "--gpuid", "1,3", "--epochs", "1"])
+    return distributed, calls
+
+
+def test_relaunch_runs_the_same_command_under_torchrun_on_the_listed_gpus(fake_gpus,
+                                                                          monkeypatch):
+    distributed, calls = fake_gpus
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    distributed.relaunch_per_gpu("1,3", "auto")
+    (argv, env), = calls
+    assert argv[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "train_imagenet.py", "--gpuid", "1,3", "--epochs", "1"]
+    assert env["CUDA_VISIBLE_DEVICES"] == "5,7"  # --gpuid counts among the visible GPUs
+
+
+@pytest.mark.parametrize("gpuid,device,launched", [("0", "auto", False), ("0,1", "cpu", False),
+                                                   ("0,1", "cuda", True)])
+def test_relaunch_only_for_several_gpus_on_cuda(fake_gpus, gpuid, device, launched):
+    distributed, calls = fake_gpus
+    distributed.relaunch_per_gpu(gpuid, device)
+    assert bool(calls) == launched
+
+
+def test_relaunch_refuses_missing_or_malformed_gpu_ids(fake_gpus):
+    from core.errors import UserError
+
+    distributed, calls = fake_gpus
+    for gpuid, message in (("0,4", "shows 4 GPU"), ("0,0", "distinct"), ("a", "numbers")):
+        with pytest.raises(UserError, match=message):
+            distributed.relaunch_per_gpu(gpuid, "auto")
+    assert not calls
