@@ -38,7 +38,7 @@ for stage in $STAGES; do
         --json-out "$DEST/$DATE-train.json" 2>&1 | tee "$DEST/$DATE-train.log" ;;
     imagenet)
       "$PY" bench/make_synthetic_imagefolder.py "$WORK/imagenet" --classes 100 \
-        --train-per-class 60 --val-per-class 5 --size 256
+        --train-per-class 300 --val-per-class 5 --size 256
       "$PY" train_imagenet.py --data-dir "$WORK/imagenet" --network resnet34 \
         --batch-size 256 --iterations 200 --iterations-per-testing 100000 --lr 0.1 \
         --scheduler cosine --ignore-td --task-name synthetic --base-dir "$WORK/runs" \

@@ -10,11 +10,19 @@ for path in (ROOT, os.path.join(ROOT, "tests")):
         sys.path.insert(0, path)
 
 
+def script_env(**extra):
+    """The environment the tests run scripts in.
+
+    One OpenMP thread per process: on a small shared machine, oversubscribed threads make
+    CPU training 5-20x slower, and tiny test models gain nothing from a second thread.
+    """
+    return dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **extra)
+
+
 def run_script(*argv, check=True, timeout=600, env=None):
     """Run one of the project's scripts as a user would; returns the CompletedProcess."""
-    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+                          timeout=timeout, env=script_env(**(env or {})))
     if check and proc.returncode != 0:
         raise AssertionError(f"{argv} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -11,8 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT
-from conftest import run_script as run_with_env
+from conftest import ROOT, run_script, script_env
 
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 # Runs a script as if CUDA showed two GPUs, so `--gpuid 0,1` takes the relaunch path; the
@@ -23,13 +22,6 @@ FAKE_TWO_GPUS = ("import runpy, sys, torch; torch.cuda.is_available = lambda: Tr
 RUN_FILES = {"ckpt-last.pt", "ckpt-best.pt", "metrics.json"}
 
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-def run_script(*argv, **options):
-    """One thread per process: these tests run several processes on a small shared machine,
-    where oversubscribed OpenMP threads are many times slower."""
-    return run_with_env(*argv, env=ONE_THREAD, **options)
 
 def train_cifar(data_dir, base, task, *extra):
     return ["train.py", "--dataset", "cifar10", "--data-dir", data_dir, "--network", "resnet20",
@@ -126,7 +118,7 @@ def test_sigterm_then_rerun_resumes_under_torchrun(tiny_cifar10, tmp_path):
     argv = [*TORCHRUN, *train_cifar(tiny_cifar10, base, "stop", "--epochs", str(epochs),
                                     "--batch-size", "32", "--checkpoint-interval", "0")]
     job = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, env=dict(os.environ, **ONE_THREAD))
+                           stderr=subprocess.STDOUT, text=True, env=script_env())
     deadline = time.time() + 120
     while not os.path.exists(f"{base}/stop/ckpt-last.pt") and time.time() < deadline:
         assert job.poll() is None, job.communicate()[0]

@@ -7,18 +7,11 @@ import os
 import pytest
 import torch
 
-from conftest import run_script as run_with_env
+from conftest import run_script
 
 CLASSES, TRAIN_PER_CLASS = 8, 8
 N_TRAIN = CLASSES * TRAIN_PER_CLASS
 EPOCHS = 2
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-def run_script(*argv, **options):
-    """One thread per process: these tests run several processes on a small shared machine,
-    where oversubscribed OpenMP threads are many times slower."""
-    return run_with_env(*argv, env=ONE_THREAD, **options)
 
 
 def seed_commands(data_dir, base, score_path):

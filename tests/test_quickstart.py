@@ -3,7 +3,7 @@ import json
 import os
 import subprocess
 
-from conftest import ROOT
+from conftest import ROOT, script_env
 
 METHODS = {"random", "ccs", "forgetting", "accumulated_margin", "el2n", "entropy", "moderate"}
 
@@ -16,7 +16,8 @@ def test_quickstart_smoke_writes_table_and_figures(tmp_path):
     base, out = tmp_path / "runs", tmp_path / "report"
     argv = ["bash", "scripts/quickstart.sh", "--profile", "smoke", "--data-dir", str(data_dir),
             "--base-dir", str(base), "--out", str(out), "--device", "cpu"]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=script_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     summary = json.load(open(out / "summary.json"))
@@ -37,6 +38,7 @@ def test_quickstart_smoke_writes_table_and_figures(tmp_path):
     assert any(line.endswith("coverage.png") for line in tail), tail
 
     # rerunning skips every finished run
-    again = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=script_env())
     assert again.returncode == 0
     assert again.stdout.count("already finished") == 8

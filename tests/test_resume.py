@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, script_env
 
 EPOCHS = 8
 
@@ -22,7 +22,7 @@ def command(data_dir, base, task):
 def start_and_stop(argv, ckpt, sig):
     """Start a run, wait until its first checkpoint exists, then send it ``sig``."""
     proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=script_env())
     deadline = time.time() + 120
     while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
