@@ -13,6 +13,9 @@ import time
 from core import cli
 
 NETWORKS = ("resnet18", "resnet50", "resnet20", "resnet32", "resnet56")
+# settings a run folder must keep to be resumed
+FINGERPRINT = ("dataset", "network", "epochs", "iterations", "batch_size", "lr", "seed",
+               "train_subset")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -37,20 +40,11 @@ def main(args) -> int:
     from core.data.subset import take_train_subset
     from core.models import build_model
     from core.training import distributed as dist_utils
-    from core.training.run import (Recipe, open_run, resolve_precision, say_if_finished,
-                                   seed_everything, select_training_subset, start_process,
-                                   train_and_record)
+    from core.training.run import (Recipe, resolve_precision, say_if_finished, seed_everything,
+                                   select_training_subset, train_and_record)
 
     started = time.time()
-    cli.check_training_args(args)
-    cli.check_coreset_args(args)
-    device = start_process(args.device, args.gpuid)
-    coreset = cli.coreset_settings(args)
-    fingerprint = {k: getattr(args, k) for k in
-                   ("dataset", "network", "epochs", "iterations", "batch_size", "lr", "seed",
-                    "train_subset")}
-    fingerprint["coreset"] = dict(coreset or {}, data_score_path=args.data_score_path)
-    paths, state = open_run(args.base_dir, args.task_name, fingerprint, args.no_resume)
+    device, coreset, fingerprint, paths, state = cli.start_training_run(args, FINGERPRINT)
     if say_if_finished(paths, state):
         return 0
 

@@ -15,7 +15,9 @@ import time
 from core import cli
 
 NETWORKS = ("resnet18", "resnet34", "resnet50")
-SCHEDULERS = ("default", "short", "short-400k", "cosine")
+# settings a run folder must keep to be resumed
+FINGERPRINT = ("network", "epochs", "iterations", "batch_size", "lr", "seed", "scheduler",
+               "image_size", "ignore_td")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -25,7 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add_training_flags(parser, network="resnet34", networks=NETWORKS,
                            iterations_per_testing=5000)
     cli.add_coreset_flags(parser)
-    parser.add_argument("--scheduler", type=str, default="default", choices=SCHEDULERS,
+    parser.add_argument("--scheduler", type=str, default="default", choices=cli.SCHEDULERS,
                         help="default: x0.1 at epochs 30/60/90/100; short: x0.1 at iterations "
                              "100k/150k/200k; short-400k: at 200k/300k/350k; cosine: per "
                              "iteration to 1e-4 (default: default)")
@@ -39,21 +41,12 @@ def main(args) -> int:
     from core.data.imagenet import ImageFolderLoader, default_workers, load_imagefolder
     from core.models import build_model
     from core.training import distributed as dist_utils
-    from core.training.run import (Recipe, open_run, resolve_precision, say_if_finished,
-                                   seed_everything, select_training_subset, start_process,
-                                   train_and_record)
+    from core.training.run import (Recipe, resolve_precision, say_if_finished, seed_everything,
+                                   select_training_subset, train_and_record)
 
     started = time.time()
-    cli.check_training_args(args)
-    cli.check_coreset_args(args)
     cli.check_imagefolder_args(args)
-    device = start_process(args.device, args.gpuid)
-    coreset = cli.coreset_settings(args)
-    fingerprint = {k: getattr(args, k) for k in
-                   ("network", "epochs", "iterations", "batch_size", "lr", "seed", "scheduler",
-                    "image_size", "ignore_td")}
-    fingerprint["coreset"] = dict(coreset or {}, data_score_path=args.data_score_path)
-    paths, state = open_run(args.base_dir, args.task_name, fingerprint, args.no_resume)
+    device, coreset, fingerprint, paths, state = cli.start_training_run(args, FINGERPRINT)
     if say_if_finished(paths, state):
         return 0
 

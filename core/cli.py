@@ -8,6 +8,7 @@ import argparse
 from core.errors import UserError
 
 CORESET_MODES = ("random", "coreset", "stratified", "moderate")
+SCHEDULERS = ("default", "short", "short-400k", "cosine")  # built by core.training.optim
 
 
 def add_run_flags(parser: argparse.ArgumentParser, data_dir_default="./data") -> None:
@@ -150,3 +151,21 @@ def check_imagefolder_args(args) -> None:
     if args.image_size is not None and args.image_size < 8:
         raise UserError(f"--image-size must be at least 8 pixels, got {args.image_size}")
 
+
+
+def start_training_run(args, fingerprint_keys):
+    """What both trainers do first: check the flags, start this process (relaunch per GPU, join
+    torchrun's group), and open the run folder, refusing one that holds other settings.
+
+    Returns (device, coreset settings or None, fingerprint, run paths, checkpoint to resume).
+    """
+    from core.training.run import open_run, start_process
+
+    check_training_args(args)
+    check_coreset_args(args)
+    device = start_process(args.device, args.gpuid)
+    coreset = coreset_settings(args)
+    fingerprint = {k: getattr(args, k) for k in fingerprint_keys}
+    fingerprint["coreset"] = dict(coreset or {}, data_score_path=args.data_score_path)
+    paths, state = open_run(args.base_dir, args.task_name, fingerprint, args.no_resume)
+    return device, coreset, fingerprint, paths, state

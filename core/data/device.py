@@ -55,10 +55,7 @@ class DeviceLoader:
         self.rank, self.world_size = rank, world_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self._bounds = batch_bounds(self.num_examples, batch_size, world_size)
-        # (x / 255 - mean) / std as one multiply-add.
-        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self._scale, self._shift = 1.0 / (255.0 * std_t), -mean_t / std_t
+        self._normalise_uint8 = Normaliser(mean, std, self.device)
 
     def __len__(self) -> int:
         """Batches per epoch, the same on every rank."""
@@ -113,7 +110,19 @@ class DeviceLoader:
 
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
         images = images.contiguous(memory_format=self.memory_format)  # cheaper in uint8
-        return images.float().mul_(self._scale).add_(self._shift)
+        return self._normalise_uint8(images)
+
+
+class Normaliser:
+    """uint8 images -> float32 ``(x / 255 - mean) / std``, as one multiply-add on the device."""
+
+    def __init__(self, mean, std, device):
+        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.scale, self.shift = 1.0 / (255.0 * std_t), -mean_t / std_t
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float().mul_(self.scale).add_(self.shift)
 
 
 def _reflect(coordinate: torch.Tensor, size: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.data.device import _subset_index, batch_bounds, epoch_seed
+from core.data.device import Normaliser, _subset_index, batch_bounds, epoch_seed
 from core.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -186,9 +186,7 @@ class ImageFolderLoader:
             num_workers=workers, pin_memory=self.device.type == "cuda",
             persistent_workers=persistent_workers and workers > 0,
             prefetch_factor=4 if workers > 0 else None)
-        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self._scale, self._shift = 1.0 / (255.0 * std_t), -mean_t / std_t
+        self._normalise = Normaliser(mean, std, self.device)
 
     def __len__(self) -> int:
         """Batches per epoch, the same on every rank."""
@@ -218,5 +216,5 @@ class ImageFolderLoader:
             images = images.to(self.device, non_blocking=True)  # uint8: a quarter of float's bytes
             images = images.contiguous(memory_format=self.memory_format)
             yield (index.to(self.device, non_blocking=True),
-                   images.float().mul_(self._scale).add_(self._shift),
+                   self._normalise(images),
                    targets.to(self.device, non_blocking=True))

@@ -12,16 +12,21 @@ import torch.nn.functional as F
 
 
 class BasicBlock(nn.Module):
+    """Two 3x3 convolutions; a projection shortcut (1x1 conv + BN) where the shape changes,
+    or He et al.'s parameter-free option A when ``option_a``."""
+
     expansion = 1
 
-    def __init__(self, in_planes, planes, stride=1):
+    def __init__(self, in_planes, planes, stride=1, option_a=False):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != planes:
+        if (stride != 1 or in_planes != planes) and option_a:
+            self.shortcut = ShortcutA(planes - in_planes)
+        elif stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
             )
@@ -95,23 +100,6 @@ class ShortcutA(nn.Module):
         return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
 
 
-class SmallBlock(nn.Module):
-    def __init__(self, in_planes, planes, stride=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Identity()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = ShortcutA(planes - in_planes)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-
 class SmallResNet(nn.Module):
     """ResNet-(6n+2) for CIFAR, He et al. 2016 §4.2."""
 
@@ -125,7 +113,7 @@ class SmallResNet(nn.Module):
         stages, in_planes = [], 16
         for planes, stride in ((16, 1), (32, 2), (64, 2)):
             for s in [stride] + [1] * (n - 1):
-                stages.append(SmallBlock(in_planes, planes, s))
+                stages.append(BasicBlock(in_planes, planes, s, option_a=True))
                 in_planes = planes
         self.layers = nn.Sequential(*stages)
         self.fc = nn.Linear(64, num_classes)

@@ -1,9 +1,8 @@
 """Optimisers and learning-rate schedules of the reference scripts (REFERENCE §2, §6)."""
 import torch
 
+from core.cli import SCHEDULERS
 from core.errors import UserError
-
-SCHEDULERS = ("cosine", "default", "short", "short-400k")
 
 
 def build_sgd(model, lr, momentum=0.9, weight_decay=5e-4, nesterov=True):
