@@ -40,6 +40,8 @@ def start_process(device_flag: str, gpuid: str) -> torch.device:
     dist_utils.relaunch_per_gpu(gpuid, device_flag)
     device = select_device(device_flag, gpuid)
     dist_utils.init_from_env(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
     return device
 
 
