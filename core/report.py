@@ -449,10 +449,12 @@ def plot_strata(run: dict, data_score: dict, indices: torch.Tensor, path: str) -
         label=f"taken by CCS ({int(counts['taken'].sum())} examples)",
     )
     ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high * 30)  # headroom on the log axis, so the legend hides no bar
     ax.set_xlabel(f"{counts['key']} score")
     ax.set_ylabel("examples (log scale)")
     ax.set_title(f"{_group(run)}: CCS strata at {_percent(run['pruning_rate'])} pruning")
-    ax.legend(loc="best", fontsize="small", framealpha=0.9)
+    ax.legend(loc="upper left", fontsize="small", framealpha=0.9, ncol=2)
     _save_figure(fig, path)
     if counts["picked_in_cut"]:
         note(
