@@ -9,12 +9,12 @@ data-score-<task>.pickle (reference format) and features-<task>.pt beside them.
 import argparse
 import sys
 
+from core import cli
 from core.errors import UserError, exit_with_error
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--gpuid", type=str, default="0", help="GPU id (default: 0)")
     parser.add_argument("--base-dir", type=str, required=True, help="folder of run folders")
     parser.add_argument("--task-name", type=str, required=True, help="the full-data run's name")

@@ -18,8 +18,7 @@ import sys
 def get_args_parser() -> argparse.ArgumentParser:
     from core import cli
 
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=str, default=None,
                         help="the ImageNet root holding train/ and val/ (default: the run's own)")
     parser.add_argument("--base-dir", type=str, required=True, help="folder of run folders")

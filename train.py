@@ -19,8 +19,7 @@ FINGERPRINT = ("dataset", "network", "epochs", "iterations", "batch_size", "lr",
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", type=str, default="cifar10",
                         choices=("cifar10", "cifar100", "svhn", "cinic10"),
                         help="dataset (default: cifar10)")

@@ -21,8 +21,7 @@ FINGERPRINT = ("network", "epochs", "iterations", "batch_size", "lr", "seed", "s
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     cli.add_run_flags(parser, data_dir_default="./data/imagenet")
     cli.add_training_flags(parser, network="resnet34", networks=NETWORKS,
                            iterations_per_testing=5000)

@@ -5,10 +5,21 @@ marked "(ours)". Checks run before anything is read or written, and raise UserEr
 """
 import argparse
 
-from core.errors import UserError
+from core.errors import UserError, exit_with_error
 
 CORESET_MODES = ("random", "coreset", "stratified", "moderate")
 SCHEDULERS = ("default", "short", "short-400k", "cosine")  # built by core.training.optim
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's error format: one ``error: ...`` line, exit code 2."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+
+    def error(self, message):
+        exit_with_error(f"{message} (see {self.prog} --help)")
 
 
 def add_run_flags(parser: argparse.ArgumentParser, data_dir_default="./data") -> None:

@@ -683,7 +683,9 @@ def make_report(
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    from core.cli import ArgumentParser
+
+    parser = ArgumentParser(
         prog="python -m core.report",
         description="Summarise the runs under BASE_DIR: summary.json, table.md and figures.",
     )
