@@ -54,6 +54,7 @@ def score_files(tmp_path_factory):
 CASES = {
     "both lengths": (["--epochs", "1", "--iterations", "5"], ["--epochs", "--iterations"]),
     "no length": ([], ["--epochs"]),
+    "unknown dataset": (["--epochs", "1", "--dataset", "mnist"], ["--dataset", "mnist"]),
     "ratio above 1": (["--iterations", "5", "--coreset", "--coreset-mode", "random",
                        "--coreset-ratio", "1.5"], ["--coreset-ratio", "1.5"]),
     "ratio zero": (["--iterations", "5", "--coreset", "--coreset-mode", "random",
