@@ -17,6 +17,7 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> N
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file open()'s usual mode
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
@@ -26,6 +27,12 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> N
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:

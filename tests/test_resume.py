@@ -1,5 +1,6 @@
 """Runs survive being killed: rerunning the same command resumes, and the resumed run sees
 every example exactly as often as an uninterrupted one."""
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +62,8 @@ def test_sigterm_saves_mid_epoch_and_resumes_like_an_uninterrupted_run(tiny_cifa
     assert f"resuming {base}/stopped at iteration {state['position']['iteration']}" in out.stdout
     resumed = scores(base, "stopped")
     assert torch.equal(resumed["visits"], torch.full_like(resumed["visits"], EPOCHS))
+    metrics = json.load(open(f"{base}/stopped/metrics.json"))
+    assert metrics["wall_time_s"] >= metrics["train_time_s"] > 0  # both sessions counted
 
     run_script(*command(tiny_cifar10, base, "straight"))
     straight = scores(base, "straight")

@@ -3,7 +3,6 @@ import dataclasses
 import math
 import os
 import random
-import time
 
 import numpy as np
 import torch
@@ -178,7 +177,7 @@ def train_and_record(*, paths, state, model, train_loader, test_loader, recipe, 
                       train_loader=train_loader, test_loader=test_loader, device=device,
                       run_dir=paths["dir"], task_name=paths["task"],
                       dynamics=dynamics, precision=precision, log=log, topk=recipe.topk,
-                      checkpoint_interval_s=checkpoint_interval,
+                      checkpoint_interval_s=checkpoint_interval, started=started,
                       state_extra={"fingerprint": fingerprint, "args": args_record,
                                    "num_classes": num_classes})
     if state is not None:
@@ -199,14 +198,14 @@ def train_and_record(*, paths, state, model, train_loader, test_loader, recipe, 
     write_outputs(paths, result=result, args_record=args_record, coreset=coreset,
                   indices=indices, train_size=train_size, dynamics=dynamics,
                   epochs_seen=math.ceil(total / per_epoch), device=device, seed=seed,
-                  dataset=dataset, network=network, started=started)
+                  dataset=dataset, network=network)
     log.info(f"done: best acc {result['best_acc']:.4f}, last acc {result['last_acc']:.4f}, "
              f"{result['images_per_s']:,.0f} img/s; outputs in {paths['dir']}")
     return 0
 
 
 def write_outputs(paths, *, result, args_record, coreset, indices, train_size, dynamics,
-                  epochs_seen, device, seed, dataset, network, started):
+                  epochs_seen, device, seed, dataset, network):
     """metrics.json, the dynamics file and the coreset indices (rank 0 only)."""
     if not dist_utils.is_main():
         return None
@@ -223,7 +222,7 @@ def write_outputs(paths, *, result, args_record, coreset, indices, train_size, d
         "best_acc": result["best_acc"], "last_acc": result["last_acc"],
         "coreset_size": train_size if indices is None else int(indices.numel()),
         "train_size": train_size, "iterations": result["iterations"], "epochs": result["epochs"],
-        "train_time_s": result["wall_time_s"], "wall_time_s": time.time() - started,
+        "train_time_s": result["train_time_s"], "wall_time_s": result["wall_time_s"],
         "images_per_s": result["images_per_s"], "seed": seed, "dataset": dataset,
         "network": network, "coreset": coreset, "history": result["history"],
         "args": args_record, **provenance(device),

@@ -59,7 +59,7 @@ class Trainer:
 
     def __init__(self, *, model, optimizer, scheduler, train_loader, test_loader, device,
                  run_dir, task_name, dynamics=None, precision="fp32", log=None, topk=(1,),
-                 checkpoint_interval_s=60.0, state_extra=None, progress=True):
+                 checkpoint_interval_s=60.0, state_extra=None, progress=True, started=None):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.test_loader = train_loader, test_loader
         self.device, self.precision, self.topk = device, precision, tuple(topk)
@@ -74,6 +74,9 @@ class Trainer:
         self.position = {"iteration": 0, "epoch": 0, "batch": 0}
         self.best_acc, self.last_acc, self.history = 0.0, None, []
         self.train_time_s, self.images_seen = 0.0, 0
+        # wall time of earlier sessions of this run (resumes), plus this one's since start-up
+        self.wall_before_s = 0.0
+        self.session_start = time.time() if started is None else started  # script start-up
 
     # ---- files -------------------------------------------------------------------------
     def path(self, name):
@@ -88,6 +91,7 @@ class Trainer:
             "position": dict(self.position),
             "best_acc": self.best_acc, "last_acc": self.last_acc, "history": self.history,
             "train_time_s": self.train_time_s, "images_seen": self.images_seen,
+            "wall_time_s": self.wall_time_s(),
             "rng": rng_state(), "finished": finished, **self.state_extra,
         }
 
@@ -101,6 +105,7 @@ class Trainer:
         self.best_acc, self.last_acc = state["best_acc"], state["last_acc"]
         self.history = list(state["history"])
         self.train_time_s, self.images_seen = state["train_time_s"], state["images_seen"]
+        self.wall_before_s = state.get("wall_time_s", 0.0)
         set_rng_state(state["rng"])
 
     def save_last(self, finished=False):
@@ -222,6 +227,9 @@ class Trainer:
         if not finished and (due_v > 0 or (epoch + 1) % epochs_per_test == 0):
             self.save_last()
 
+    def wall_time_s(self) -> float:
+        return self.wall_before_s + time.time() - self.session_start
+
     def _account(self, t0, seen):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # host sync: time what the device really did
@@ -231,6 +239,6 @@ class Trainer:
     def result(self, total_iterations, total_epochs):
         return {"best_acc": self.best_acc, "last_acc": self.last_acc,
                 "iterations": total_iterations, "epochs": total_epochs,
-                "wall_time_s": self.train_time_s,
+                "train_time_s": self.train_time_s, "wall_time_s": self.wall_time_s(),
                 "images_per_s": self.images_seen / max(self.train_time_s, 1e-9),
                 "history": self.history}
