@@ -308,7 +308,7 @@ def _new_figure(columns: int = 1):
     # Figure without pyplot: no global backend state, renders with Agg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.4 * columns, 4.6), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(6.4 * columns + 1.6, 4.6), dpi=DPI, layout="constrained")
     return fig, fig.subplots(1, columns, squeeze=False)[0]
 
 
@@ -341,7 +341,8 @@ def _draw_accuracy(ax, group: str, runs: list[dict]) -> None:
     ax.set_ylabel("best test accuracy (%)")
     ax.set_title(f"{group}: accuracy vs pruning rate")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize="small")
+    # beside the axes, not over them: at high pruning rates the points spread over the range
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
 
 
 def plot_accuracy(runs: list[dict], path: str) -> None:
