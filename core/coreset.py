@@ -73,10 +73,7 @@ def select_coreset(
         return _mask_to_indices(_first_k_mask(score, budget, descending))
     if mode == "moderate":
         return _moderate(score, data_score["targets"], budget)
-    kept = torch.arange(n)
-    mis_num = int(mis_ratio * n)
-    if mis_num > 0:  # hard cut: by default the lowest-AUM (likely mislabeled) examples
-        kept = _mask_to_indices(~_first_k_mask(data_score[mis_key], mis_num, mis_descending))
+    kept = hard_cut_survivors(data_score, n, mis_ratio, mis_key, mis_descending)
     chosen = stratified_sample(score.index_select(0, kept), budget, strata, generator)
     # kept is ascending, so sorting the (fewer) chosen positions sorts the result
     return kept.index_select(0, torch.sort(chosen).values)
@@ -157,6 +154,16 @@ def _generator(seed: int | None) -> torch.Generator:
     else:
         generator.manual_seed(int(seed))
     return generator
+
+
+def hard_cut_survivors(data_score, n: int, mis_ratio: float, mis_key: str,
+                       mis_descending: bool) -> torch.Tensor:
+    """CCS step 1: indices (ascending) left after dropping the int(mis_ratio*n) examples first
+    by `mis_key` (by default the lowest AUM: the hardest, often mislabeled, examples)."""
+    mis_num = int(mis_ratio * n)
+    if mis_num <= 0:
+        return torch.arange(n)
+    return _mask_to_indices(~_first_k_mask(data_score[mis_key], mis_num, mis_descending))
 
 
 def _mask_to_indices(mask: torch.Tensor) -> torch.Tensor:

@@ -361,7 +361,7 @@ def strata_counts(data_score: dict, info: dict, indices: torch.Tensor) -> dict:
     ``info`` is the run's ``coreset`` entry of metrics.json; strata edges come from
     core.coreset.stratify, the function the selection itself used.
     """
-    from core.coreset import stratify
+    from core.coreset import hard_cut_survivors, stratify
 
     key, mis_key = info["key"], info.get("mis_key") or "accumulated_margin"
     for name in (key, mis_key):
@@ -369,11 +369,10 @@ def strata_counts(data_score: dict, info: dict, indices: torch.Tensor) -> dict:
             raise UserError(f"the score file has no {name!r} (it has {sorted(data_score)})")
     scores = data_score[key]
     total = len(scores)
-    cut = int(float(info.get("mis_ratio") or 0.0) * total)
-    order = torch.argsort(
-        data_score[mis_key].double(), descending=bool(info.get("mis_descending")), stable=True
-    )
-    survivors = order[cut:]
+    survivors = hard_cut_survivors(data_score, total, float(info.get("mis_ratio") or 0.0),
+                                   mis_key, bool(info.get("mis_descending")))
+    removed = torch.ones(total, dtype=torch.bool)
+    removed[survivors] = False
     stratum_of_each, edges = stratify(scores[survivors], int(info.get("strata") or 50))
     strata = len(edges) - 1
     position = torch.full((total,), -1, dtype=torch.long)
@@ -388,7 +387,7 @@ def strata_counts(data_score: dict, info: dict, indices: torch.Tensor) -> dict:
         "edges": edges.double(),
         "sizes": torch.bincount(stratum_of_each, minlength=strata),
         "taken": torch.bincount(stratum_of_each[picked[picked >= 0]], minlength=strata),
-        "cut_scores": scores[order[:cut]].double(),
+        "cut_scores": scores[removed].double(),
         "picked_in_cut": int((picked < 0).sum()),
     }
 
