@@ -18,7 +18,7 @@ import torch
 import torch._utils
 
 from core.errors import UserError
-from core.fileio import atomic_pickle_dump
+from core.fileio import atomic_pickle_dump, atomic_torch_save
 
 _np_core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core to numpy._core
 
@@ -89,14 +89,19 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def save_data_score(path: str, data_score: dict) -> None:
-    """Write the score dict as the reference does (pickle of CPU tensors), atomically."""
+    """Write the score dict as the reference does, atomically: a pickle of CPU tensors, or
+    torch.save for a path ending in .pt (as the ImageNet scripts name theirs, and as
+    load_data_score reads such a path)."""
     if not isinstance(data_score, dict) or not all(
         isinstance(v, torch.Tensor) for v in data_score.values()
     ):
         raise UserError(f"refusing to write {path}: the scores must be a dict of tensors")
     # clone: a view would pickle its whole underlying storage
     compact = {str(k): v.detach().cpu().clone() for k, v in data_score.items()}
-    atomic_pickle_dump(compact, path)
+    if path.endswith(".pt"):
+        atomic_torch_save(compact, path)
+    else:
+        atomic_pickle_dump(compact, path)
 
 
 def load_data_score(path: str) -> dict[str, torch.Tensor]:

@@ -35,10 +35,7 @@ def write_score_files(paths, task_name, *, dynamics_scores, inference, targets,
     data_score = make_data_score(dynamics_scores, inference, targets)
     data_score_path = data_score_path or os.path.join(paths["dir"],
                                                       f"data-score-{task_name}.pickle")
-    if data_score_path.endswith(".pt"):
-        atomic_torch_save(data_score, data_score_path)  # what load_data_score expects of a .pt
-    else:
-        save_data_score(data_score_path, data_score)  # the reference's pickle
+    save_data_score(data_score_path, data_score)
     features_path = os.path.join(paths["dir"], f"features-{task_name}.pt")
     if "features" in inference:
         atomic_torch_save({"features": inference["features"].half(),

@@ -163,3 +163,16 @@ def test_hostile_torch_save_file_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"s.pt: it names the global posix.system"):
         load_data_score(str(tmp_path / "s.pt"))
     assert not marker.exists()
+
+
+def test_a_pt_path_is_written_with_torch_save_and_reads_back(tmp_path):
+    import zipfile
+
+    from core.score_io import load_data_score, save_data_score
+
+    path = str(tmp_path / "imagenet-data-score.pt")
+    score = {"el2n": torch.tensor([0.5, 1.5]), "targets": torch.tensor([1, 0], dtype=torch.int32)}
+    save_data_score(path, score)
+    assert zipfile.is_zipfile(path)  # torch.save's format, as the ImageNet seed command expects
+    loaded = load_data_score(path)
+    assert set(loaded) == set(score) and all(torch.equal(loaded[k], score[k]) for k in score)

@@ -25,8 +25,12 @@ def build_model(name: str, num_classes: int, imagenet: bool = False) -> nn.Modul
     raise UserError(f"--network {name!r} is unknown; choose from {', '.join(CIFAR_NETWORKS)}")
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP and torch.compile wrappers (its state_dict has clean keys)."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
 def classifier_of(model: nn.Module) -> nn.Module:
-    """The final linear layer (its input is the penultimate feature), through DDP/compile wrappers."""
-    inner = getattr(model, "module", model)
-    inner = getattr(inner, "_orig_mod", inner)
-    return inner.fc
+    """The final linear layer (its input is the penultimate feature), through any wrappers."""
+    return unwrap(model).fc

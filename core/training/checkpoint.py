@@ -33,9 +33,3 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     except Exception as exc:  # torch raises several types for corrupt or foreign files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot read checkpoint {path}: {first}") from None
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under DDP and torch.compile wrappers (its state_dict has clean keys)."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)

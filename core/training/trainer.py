@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.training import distributed as dist_utils
-from core.training.checkpoint import rng_state, save_checkpoint, set_rng_state, unwrap
+from core.models import unwrap
+from core.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 
 
 class Interrupted(Exception):
