@@ -10,7 +10,6 @@ import argparse
 import sys
 
 from core import cli
-from core.errors import UserError, exit_with_error
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -45,8 +44,6 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    arguments = get_args_parser().parse_args()
-    try:
-        sys.exit(main(arguments))
-    except UserError as err:
-        exit_with_error(str(err))
+    from core.training.distributed import run_entry_point
+
+    sys.exit(run_entry_point(main, get_args_parser().parse_args()))

@@ -18,8 +18,8 @@ def select_device(device_flag: str, gpuid: str) -> torch.device:
     """--device auto means cuda:<first --gpuid> when CUDA is there, else the CPU."""
     if device_flag == "auto":
         if torch.cuda.is_available():
-            local = os.environ.get("LOCAL_RANK")
-            first = int(local) if local is not None else int(gpuid.split(",")[0] or 0)
+            local = dist_utils.local_rank()  # under torchrun: one GPU per process
+            first = local if local is not None else int(gpuid.split(",")[0] or 0)
             return torch.device("cuda", first)
         return torch.device("cpu")
     try:
