@@ -6,6 +6,7 @@ data-score-<task>.pickle (reference format) and features-<task>.pt beside them.
 
     python generate_importance_score.py --base-dir ./data-model/cifar10 --task-name all-data
 """
+
 import argparse
 import sys
 
@@ -17,29 +18,56 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpuid", type=str, default="0", help="GPU id (default: 0)")
     parser.add_argument("--base-dir", type=str, required=True, help="folder of run folders")
     parser.add_argument("--task-name", type=str, required=True, help="the full-data run's name")
-    parser.add_argument("--dataset", type=str, default=None,
-                        choices=("cifar10", "cifar100", "svhn", "cinic10"),
-                        help="(ours) dataset (default: the run's own)")
-    parser.add_argument("--data-dir", type=str, default=None,
-                        help="(ours) folder holding the dataset folder (default: the run's own)")
-    parser.add_argument("--data-score-path", type=str, default=None,
-                        help="(ours) output file (default: <run>/data-score-<task>.pickle)")
-    parser.add_argument("--device", type=str, default="auto",
-                        help="(ours) auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--no-download", action="store_true",
-                        help="(ours) fail instead of downloading a missing dataset")
+    parser.add_argument(
+        "--dataset",
+        type=str,
+        default=None,
+        choices=("cifar10", "cifar100", "svhn", "cinic10"),
+        help="(ours) dataset (default: the run's own)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=str,
+        default=None,
+        help="(ours) folder holding the dataset folder (default: the run's own)",
+    )
+    parser.add_argument(
+        "--data-score-path",
+        type=str,
+        default=None,
+        help="(ours) output file (default: <run>/data-score-<task>.pickle)",
+    )
+    parser.add_argument(
+        "--device",
+        type=str,
+        default="auto",
+        help="(ours) auto, cpu, cuda or cuda:N (default: auto)",
+    )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="(ours) fail instead of downloading a missing dataset",
+    )
     return parser
 
 
 def main(args) -> int:
     from core.scoring import score_finished_run
 
-    out = score_finished_run(base_dir=args.base_dir, task_name=args.task_name,
-                             dataset=args.dataset, data_dir=args.data_dir,
-                             data_score_path=args.data_score_path, device_flag=args.device,
-                             gpuid=args.gpuid, download=not args.no_download)
-    print(f"wrote {out['data_score_path']} ({out['num_examples']} examples, keys: "
-          f"{', '.join(out['keys'])}) and {out['features_path']}")
+    out = score_finished_run(
+        base_dir=args.base_dir,
+        task_name=args.task_name,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        data_score_path=args.data_score_path,
+        device_flag=args.device,
+        gpuid=args.gpuid,
+        download=not args.no_download,
+    )
+    print(
+        f"wrote {out['data_score_path']} ({out['num_examples']} examples, keys: "
+        f"{', '.join(out['keys'])}) and {out['features_path']}"
+    )
     return 0
 
 

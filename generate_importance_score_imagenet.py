@@ -11,6 +11,7 @@ format: a pickle, or torch.save when the name ends in .pt) and features-<task>.p
 
 One process by default; under torchrun (or with --gpuid 0,1) each process scores a share.
 """
+
 import argparse
 import sys
 
@@ -19,18 +20,35 @@ def get_args_parser() -> argparse.ArgumentParser:
     from core import cli
 
     parser = cli.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", type=str, default=None,
-                        help="the ImageNet root holding train/ and val/ (default: the run's own)")
+    parser.add_argument(
+        "--data-dir",
+        type=str,
+        default=None,
+        help="the ImageNet root holding train/ and val/ (default: the run's own)",
+    )
     parser.add_argument("--base-dir", type=str, required=True, help="folder of run folders")
     parser.add_argument("--task-name", type=str, required=True, help="the full-data run's name")
-    parser.add_argument("--data-score-path", type=str, default=None,
-                        help="output file (default: <run>/data-score-<task>.pickle)")
-    parser.add_argument("--gpuid", type=str, default="0",
-                        help="GPU id(s), e.g. 0 or 0,1 (default: 0); ignored without CUDA")
-    parser.add_argument("--device", type=str, default="auto",
-                        help="(ours) auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--batch-size", type=int, default=256,
-                        help="(ours) global eval batch size (default: 256)")
+    parser.add_argument(
+        "--data-score-path",
+        type=str,
+        default=None,
+        help="output file (default: <run>/data-score-<task>.pickle)",
+    )
+    parser.add_argument(
+        "--gpuid",
+        type=str,
+        default="0",
+        help="GPU id(s), e.g. 0 or 0,1 (default: 0); ignored without CUDA",
+    )
+    parser.add_argument(
+        "--device",
+        type=str,
+        default="auto",
+        help="(ours) auto, cpu, cuda or cuda:N (default: auto)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="(ours) global eval batch size (default: 256)"
+    )
     cli.add_imagefolder_flags(parser, image_size_default=None)
     return parser
 
@@ -47,15 +65,24 @@ def main(args) -> int:
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     device = start_process(args.device, args.gpuid)
-    workers = args.workers if args.workers is not None else default_workers(
-        dist_utils.local_world_size())
-    out = score_imagenet_run(base_dir=args.base_dir, task_name=args.task_name,
-                             data_dir=args.data_dir, data_score_path=args.data_score_path,
-                             device=device, image_size=args.image_size,
-                             batch_size=args.batch_size, workers=workers)
+    workers = (
+        args.workers if args.workers is not None else default_workers(dist_utils.local_world_size())
+    )
+    out = score_imagenet_run(
+        base_dir=args.base_dir,
+        task_name=args.task_name,
+        data_dir=args.data_dir,
+        data_score_path=args.data_score_path,
+        device=device,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        workers=workers,
+    )
     if out is not None:
-        print(f"wrote {out['data_score_path']} ({out['num_examples']} examples, keys: "
-              f"{', '.join(out['keys'])}) and {out['features_path']}")
+        print(
+            f"wrote {out['data_score_path']} ({out['num_examples']} examples, keys: "
+            f"{', '.join(out['keys'])}) and {out['features_path']}"
+        )
     return 0
 
 

@@ -9,8 +9,8 @@ copied to the CPU each iteration, as the authors' scripts do.
     python bench/bench_train.py --device cpu --network resnet20 --iterations 30
     python bench/bench_train.py --device cuda --network resnet18 --iterations 300 --json-out r.json
 """
+
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -35,20 +35,35 @@ MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 def get_args():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="device (default: cuda if available, else cpu)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="device (default: cuda if available, else cpu)",
+    )
     p.add_argument("--network", default="resnet18", help="network (default: resnet18)")
     p.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
     p.add_argument("--iterations", type=int, default=300, help="timed iterations (default: 300)")
     p.add_argument("--warmup", type=int, default=20, help="untimed iterations (default: 20)")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="our pipeline's precision (default: auto)")
-    p.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1),
-                   help="reference-style DataLoader workers (default: min(16, cores))")
-    p.add_argument("--data-dir", default=None,
-                   help="folder holding cifar10/ (default: synthetic 50,000 images)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="our pipeline's precision (default: auto)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(16, os.cpu_count() or 1),
+        help="reference-style DataLoader workers (default: min(16, cores))",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding cifar10/ (default: synthetic 50,000 images)",
+    )
     p.add_argument("--json-out", default=None, help="also write the results here")
     return p.parse_args()
 
@@ -77,23 +92,50 @@ def ours(images, targets, args, device, precision):
     model = build_model(args.network, 10).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loader = DeviceLoader(images, targets, batch_size=args.batch_size, mean=MEAN, std=STD,
-                          augment=True, shuffle=True, seed=0, device=device,
-                          channels_last=channels_last)
-    test = _OneBatch(DeviceLoader(images[:256], targets[:256], batch_size=256, mean=MEAN,
-                                  std=STD, augment=False, shuffle=False, seed=0, device=device,
-                                  channels_last=channels_last))
+    loader = DeviceLoader(
+        images,
+        targets,
+        batch_size=args.batch_size,
+        mean=MEAN,
+        std=STD,
+        augment=True,
+        shuffle=True,
+        seed=0,
+        device=device,
+        channels_last=channels_last,
+    )
+    test = _OneBatch(
+        DeviceLoader(
+            images[:256],
+            targets[:256],
+            batch_size=256,
+            mean=MEAN,
+            std=STD,
+            augment=False,
+            shuffle=False,
+            seed=0,
+            device=device,
+            channels_last=channels_last,
+        )
+    )
     rates = []
     with tempfile.TemporaryDirectory() as tmp:
         for phase, iterations in (("warmup", args.warmup), ("timed", args.iterations)):
             optimizer = build_sgd(model, 0.1)
-            trainer = Trainer(model=model, optimizer=optimizer,
-                              scheduler=build_scheduler(optimizer, "cosine", iterations,
-                                                        len(loader)),
-                              train_loader=loader, test_loader=test, device=device,
-                              run_dir=os.path.join(tmp, phase), task_name=phase,
-                              dynamics=TrainingDynamics(len(targets), 10, device=device),
-                              precision=precision, checkpoint_interval_s=1e9, progress=False)
+            trainer = Trainer(
+                model=model,
+                optimizer=optimizer,
+                scheduler=build_scheduler(optimizer, "cosine", iterations, len(loader)),
+                train_loader=loader,
+                test_loader=test,
+                device=device,
+                run_dir=os.path.join(tmp, phase),
+                task_name=phase,
+                dynamics=TrainingDynamics(len(targets), 10, device=device),
+                precision=precision,
+                checkpoint_interval_s=1e9,
+                progress=False,
+            )
             rates.append(trainer.fit(iterations, epochs_per_test=10**9)["images_per_s"])
     return rates[-1]
 
@@ -106,8 +148,14 @@ class PILDataset(torch.utils.data.Dataset):
 
         self.images = images.permute(0, 2, 3, 1).numpy()
         self.targets = targets.numpy()
-        self.transform = T.Compose([T.RandomCrop(32, padding=4, padding_mode="reflect"),
-                                    T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+        self.transform = T.Compose(
+            [
+                T.RandomCrop(32, padding=4, padding_mode="reflect"),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                T.Normalize(MEAN, STD),
+            ]
+        )
 
     def __len__(self):
         return len(self.targets)
@@ -121,10 +169,15 @@ class PILDataset(torch.utils.data.Dataset):
 def reference_style(images, targets, args, device):
     model = build_model(args.network, 10).to(device)
     optimizer = build_sgd(model, 0.1)
-    loader = torch.utils.data.DataLoader(PILDataset(images, targets), batch_size=args.batch_size,
-                                         shuffle=True, num_workers=args.workers,
-                                         pin_memory=device.type == "cuda", drop_last=True,
-                                         persistent_workers=args.workers > 0)
+    loader = torch.utils.data.DataLoader(
+        PILDataset(images, targets),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=args.workers > 0,
+    )
     outputs, done, seen, start = [], 0, 0, None
     model.train()
     while done < args.warmup + args.iterations:
@@ -158,16 +211,25 @@ def main():
     images, targets, source = cifar_arrays(args.data_dir)
     ours_rate = ours(images, targets, args, device, precision)
     ref_rate = reference_style(images, targets, args, device)
-    result = {"ours_images_per_s": round(ours_rate, 1),
-              "reference_images_per_s": round(ref_rate, 1),
-              "ratio": round(ours_rate / ref_rate, 2), "iterations": args.iterations,
-              "warmup": args.warmup, "batch_size": args.batch_size, "precision": precision,
-              "network": args.network, "data": source, "workers": args.workers,
-              **provenance(device)}
-    print(f"{'pipeline':<18}{'images/s':>12}\n{'ours':<18}{ours_rate:>12,.0f}\n"
-          f"{'reference-style':<18}{ref_rate:>12,.0f}\nratio {ours_rate / ref_rate:.2f}x "
-          f"({args.network}, batch {args.batch_size}, {precision}, {result['device']}, "
-          f"{source} data)")
+    result = {
+        "ours_images_per_s": round(ours_rate, 1),
+        "reference_images_per_s": round(ref_rate, 1),
+        "ratio": round(ours_rate / ref_rate, 2),
+        "iterations": args.iterations,
+        "warmup": args.warmup,
+        "batch_size": args.batch_size,
+        "precision": precision,
+        "network": args.network,
+        "data": source,
+        "workers": args.workers,
+        **provenance(device),
+    }
+    print(
+        f"{'pipeline':<18}{'images/s':>12}\n{'ours':<18}{ours_rate:>12,.0f}\n"
+        f"{'reference-style':<18}{ref_rate:>12,.0f}\nratio {ours_rate / ref_rate:.2f}x "
+        f"({args.network}, batch {args.batch_size}, {precision}, {result['device']}, "
+        f"{source} data)"
+    )
     if args.json_out:
         atomic_json_dump(result, args.json_out)
 

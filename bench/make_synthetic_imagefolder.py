@@ -8,6 +8,7 @@ size and decode cost of an ImageNet photo at the same resolution.
     python bench/make_synthetic_imagefolder.py /tmp/synthetic-imagenet --classes 100 \\
         --train-per-class 60 --val-per-class 5 --size 256
 """
+
 import argparse
 import os
 import sys
@@ -19,20 +20,32 @@ from PIL import Image
 
 
 def get_args():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", help="folder to write train/ and val/ into")
     parser.add_argument("--classes", type=int, default=100, help="classes (default: 100)")
-    parser.add_argument("--train-per-class", type=int, default=260,
-                        help="training images per class (default: 260)")
-    parser.add_argument("--val-per-class", type=int, default=10,
-                        help="validation images per class (default: 10)")
-    parser.add_argument("--size", type=int, nargs="+", default=[256, 320], metavar="PIXELS",
-                        help="image height and width, or one number for square images "
-                             "(default: 256 320)")
+    parser.add_argument(
+        "--train-per-class", type=int, default=260, help="training images per class (default: 260)"
+    )
+    parser.add_argument(
+        "--val-per-class", type=int, default=10, help="validation images per class (default: 10)"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        default=[256, 320],
+        metavar="PIXELS",
+        help="image height and width, or one number for square images (default: 256 320)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                        help="worker processes (default: all cores)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: all cores)",
+    )
     return parser.parse_args()
 
 
@@ -63,20 +76,29 @@ def write_class(job) -> int:
 
 
 def main(args) -> int:
-    if len(args.size) > 2 or min(args.classes, args.train_per_class, args.val_per_class,
-                                 *args.size) <= 0:
-        print("error: --classes, --train-per-class, --val-per-class must be positive, --size "
-              "one or two positive numbers", file=sys.stderr)
+    if (
+        len(args.size) > 2
+        or min(args.classes, args.train_per_class, args.val_per_class, *args.size) <= 0
+    ):
+        print(
+            "error: --classes, --train-per-class, --val-per-class must be positive, --size "
+            "one or two positive numbers",
+            file=sys.stderr,
+        )
         return 2
     size = (args.size[0], args.size[-1])
     started = time.time()
-    jobs = [(args.out, split, label, count, size, args.seed)
-            for split, count in (("train", args.train_per_class), ("val", args.val_per_class))
-            for label in range(args.classes)]
+    jobs = [
+        (args.out, split, label, count, size, args.seed)
+        for split, count in (("train", args.train_per_class), ("val", args.val_per_class))
+        for label in range(args.classes)
+    ]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         written = sum(pool.map(write_class, jobs))
-    print(f"wrote {written} images of {size[0]}x{size[1]} in {args.classes} classes to "
-          f"{args.out} in {time.time() - started:.1f} s")
+    print(
+        f"wrote {written} images of {size[0]}x{size[1]} in {args.classes} classes to "
+        f"{args.out} in {time.time() - started:.1f} s"
+    )
     return 0
 
 

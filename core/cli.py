@@ -3,6 +3,7 @@
 Flag names and defaults are the reference's (REFERENCE §2-§6); flags it did not have are
 marked "(ours)". Checks run before anything is read or written, and raise UserError.
 """
+
 import argparse
 
 from core.errors import UserError, exit_with_error
@@ -23,70 +24,172 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def add_run_flags(parser: argparse.ArgumentParser, data_dir_default="./data") -> None:
-    parser.add_argument("--gpuid", type=str, default="0",
-                        help="GPU id(s), e.g. 0 or 0,1 (default: 0); ignored without CUDA")
-    parser.add_argument("--data-dir", type=str, default=data_dir_default,
-                        help=f"folder holding the dataset folder (default: {data_dir_default})")
-    parser.add_argument("--base-dir", type=str, required=True,
-                        help="folder of run folders (required)")
-    parser.add_argument("--task-name", type=str, required=True,
-                        help="run folder name under --base-dir (required)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="(ours) seed for init, data order, augmentation, selection (default: 0)")
-    parser.add_argument("--device", type=str, default="auto",
-                        help="(ours) auto, cpu, cuda or cuda:N (default: auto: cuda:<gpuid> if "
-                             "available, else cpu)")
+    parser.add_argument(
+        "--gpuid",
+        type=str,
+        default="0",
+        help="GPU id(s), e.g. 0 or 0,1 (default: 0); ignored without CUDA",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=str,
+        default=data_dir_default,
+        help=f"folder holding the dataset folder (default: {data_dir_default})",
+    )
+    parser.add_argument(
+        "--base-dir", type=str, required=True, help="folder of run folders (required)"
+    )
+    parser.add_argument(
+        "--task-name", type=str, required=True, help="run folder name under --base-dir (required)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="(ours) seed for init, data order, augmentation, selection (default: 0)",
+    )
+    parser.add_argument(
+        "--device",
+        type=str,
+        default="auto",
+        help="(ours) auto, cpu, cuda or cuda:N (default: auto: cuda:<gpuid> if "
+        "available, else cpu)",
+    )
 
 
-def add_training_flags(parser: argparse.ArgumentParser, *, batch_size=256, lr=0.1,
-                       network="resnet18", networks=None, iterations_per_testing=800) -> None:
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="train for this many epochs (give --epochs or --iterations)")
-    parser.add_argument("--iterations", type=int, default=None,
-                        help="train for this many iterations (give --epochs or --iterations)")
-    parser.add_argument("--batch-size", type=int, default=batch_size,
-                        help=f"global batch size, split across processes (default: {batch_size})")
+def add_training_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    batch_size=256,
+    lr=0.1,
+    network="resnet18",
+    networks=None,
+    iterations_per_testing=800,
+) -> None:
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="train for this many epochs (give --epochs or --iterations)",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="train for this many iterations (give --epochs or --iterations)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help=f"global batch size, split across processes (default: {batch_size})",
+    )
     parser.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr})")
-    parser.add_argument("--network", type=str, default=network, choices=networks,
-                        help=f"network (default: {network})")
-    parser.add_argument("--iterations-per-testing", type=int, default=iterations_per_testing,
-                        help="test every this many iterations, rounded down to whole epochs "
-                             f"(default: {iterations_per_testing})")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                        help="(ours) auto = bf16 autocast on CUDA, fp32 on CPU (default: auto)")
-    parser.add_argument("--compile", action="store_true",
-                        help="(ours) torch.compile the model (default: off)")
-    parser.add_argument("--no-resume", action="store_true",
-                        help="(ours) start afresh even if the run folder holds a checkpoint")
-    parser.add_argument("--checkpoint-interval", type=float, default=60.0,
-                        help="(ours) seconds between end-of-epoch checkpoints; 0 = every epoch; "
-                             "checkpoints are also written at each test and on SIGINT/SIGTERM "
-                             "(default: 60)")
+    parser.add_argument(
+        "--network",
+        type=str,
+        default=network,
+        choices=networks,
+        help=f"network (default: {network})",
+    )
+    parser.add_argument(
+        "--iterations-per-testing",
+        type=int,
+        default=iterations_per_testing,
+        help="test every this many iterations, rounded down to whole epochs "
+        f"(default: {iterations_per_testing})",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="(ours) auto = bf16 autocast on CUDA, fp32 on CPU (default: auto)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="(ours) torch.compile the model (default: off)"
+    )
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="(ours) start afresh even if the run folder holds a checkpoint",
+    )
+    parser.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=60.0,
+        help="(ours) seconds between end-of-epoch checkpoints; 0 = every epoch; "
+        "checkpoints are also written at each test and on SIGINT/SIGTERM "
+        "(default: 60)",
+    )
 
 
 def add_coreset_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coreset", action="store_true", help="train on a coreset")
-    parser.add_argument("--coreset-mode", type=str, choices=CORESET_MODES, default=None,
-                        help="random, coreset (score-ranked), stratified (CCS) or moderate")
-    parser.add_argument("--data-score-path", type=str, default=None,
-                        help="score file from generate_importance_score*.py")
-    parser.add_argument("--coreset-key", type=str, default=None,
-                        help="score used to rank or stratify, e.g. accumulated_margin")
-    parser.add_argument("--data-score-descending", type=int, default=0, choices=(0, 1),
-                        help="1 keeps the largest scores in coreset mode (default: 0)")
-    parser.add_argument("--class-balanced", type=int, default=0, choices=(0, 1),
-                        help="per-class selection in coreset mode (default: 0)")
-    parser.add_argument("--coreset-ratio", type=float, default=None,
-                        help="fraction of the training set kept, in (0, 1]")
-    parser.add_argument("--mis-key", type=str, default="accumulated_margin",
-                        help="score of the CCS hard cut (default: accumulated_margin)")
-    parser.add_argument("--mis-data-score-descending", type=int, default=0, choices=(0, 1),
-                        help="1 cuts the largest --mis-key scores instead (default: 0)")
-    parser.add_argument("--mis-ratio", type=float, default=0.0,
-                        help="CCS hard cut: fraction of the training set dropped first, "
-                             "the beta of the paper (default: 0.0)")
-    parser.add_argument("--strata", type=int, default=50,
-                        help="(ours; fixed at 50 in the reference) CCS strata (default: 50)")
+    parser.add_argument(
+        "--coreset-mode",
+        type=str,
+        choices=CORESET_MODES,
+        default=None,
+        help="random, coreset (score-ranked), stratified (CCS) or moderate",
+    )
+    parser.add_argument(
+        "--data-score-path",
+        type=str,
+        default=None,
+        help="score file from generate_importance_score*.py",
+    )
+    parser.add_argument(
+        "--coreset-key",
+        type=str,
+        default=None,
+        help="score used to rank or stratify, e.g. accumulated_margin",
+    )
+    parser.add_argument(
+        "--data-score-descending",
+        type=int,
+        default=0,
+        choices=(0, 1),
+        help="1 keeps the largest scores in coreset mode (default: 0)",
+    )
+    parser.add_argument(
+        "--class-balanced",
+        type=int,
+        default=0,
+        choices=(0, 1),
+        help="per-class selection in coreset mode (default: 0)",
+    )
+    parser.add_argument(
+        "--coreset-ratio",
+        type=float,
+        default=None,
+        help="fraction of the training set kept, in (0, 1]",
+    )
+    parser.add_argument(
+        "--mis-key",
+        type=str,
+        default="accumulated_margin",
+        help="score of the CCS hard cut (default: accumulated_margin)",
+    )
+    parser.add_argument(
+        "--mis-data-score-descending",
+        type=int,
+        default=0,
+        choices=(0, 1),
+        help="1 cuts the largest --mis-key scores instead (default: 0)",
+    )
+    parser.add_argument(
+        "--mis-ratio",
+        type=float,
+        default=0.0,
+        help="CCS hard cut: fraction of the training set dropped first, "
+        "the beta of the paper (default: 0.0)",
+    )
+    parser.add_argument(
+        "--strata",
+        type=int,
+        default=50,
+        help="(ours; fixed at 50 in the reference) CCS strata (default: 50)",
+    )
 
 
 def check_training_args(args) -> None:
@@ -101,8 +204,9 @@ def check_training_args(args) -> None:
     if args.lr <= 0:
         raise UserError(f"--lr must be positive, got {args.lr}")
     if args.iterations_per_testing <= 0:
-        raise UserError(f"--iterations-per-testing must be positive, got "
-                        f"{args.iterations_per_testing}")
+        raise UserError(
+            f"--iterations-per-testing must be positive, got {args.iterations_per_testing}"
+        )
 
 
 def check_coreset_args(args) -> None:
@@ -118,8 +222,10 @@ def check_coreset_args(args) -> None:
     if not 0 <= args.mis_ratio < 1:
         raise UserError(f"--mis-ratio must be in [0, 1), got {args.mis_ratio}")
     if args.coreset_mode == "stratified" and args.coreset_ratio + args.mis_ratio > 1:
-        raise UserError(f"--coreset-ratio {args.coreset_ratio} + --mis-ratio {args.mis_ratio} "
-                        "exceed 1: not enough examples survive the hard cut")
+        raise UserError(
+            f"--coreset-ratio {args.coreset_ratio} + --mis-ratio {args.mis_ratio} "
+            "exceed 1: not enough examples survive the hard cut"
+        )
     if args.strata <= 0:
         raise UserError(f"--strata must be positive, got {args.strata}")
     if args.coreset_mode != "random":
@@ -136,23 +242,35 @@ def coreset_settings(args) -> dict | None:
     key = args.coreset_key
     if args.coreset_mode == "moderate" and key is None:
         key = "moderate_distance"
-    return {"mode": args.coreset_mode, "ratio": args.coreset_ratio, "key": key,
-            "descending": bool(args.data_score_descending),
-            "class_balanced": bool(args.class_balanced), "mis_ratio": args.mis_ratio,
-            "mis_key": args.mis_key, "mis_descending": bool(args.mis_data_score_descending),
-            "strata": args.strata}
+    return {
+        "mode": args.coreset_mode,
+        "ratio": args.coreset_ratio,
+        "key": key,
+        "descending": bool(args.data_score_descending),
+        "class_balanced": bool(args.class_balanced),
+        "mis_ratio": args.mis_ratio,
+        "mis_key": args.mis_key,
+        "mis_descending": bool(args.mis_data_score_descending),
+        "strata": args.strata,
+    }
 
 
 def add_imagefolder_flags(parser: argparse.ArgumentParser, image_size_default=224) -> None:
     """(ours) The ImageNet input pipeline's flags, shared by the ImageNet scripts."""
-    parser.add_argument("--workers", type=int, default=None,
-                        help="(ours) DataLoader worker processes per process (default: "
-                             "min(16, CPU cores / processes on this node))")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="(ours) DataLoader worker processes per process (default: "
+        "min(16, CPU cores / processes on this node))",
+    )
     if image_size_default is None:  # scoring: the run's size unless told otherwise
         size_help = "(ours) resize to size*256/224, centre-crop size (default: the run's own)"
     else:
-        size_help = ("(ours) training crop size; testing resizes to size*256/224 and "
-                     f"centre-crops size (default: {image_size_default})")
+        size_help = (
+            "(ours) training crop size; testing resizes to size*256/224 and "
+            f"centre-crops size (default: {image_size_default})"
+        )
     parser.add_argument("--image-size", type=int, default=image_size_default, help=size_help)
 
 
@@ -161,7 +279,6 @@ def check_imagefolder_args(args) -> None:
         raise UserError(f"--workers must be 0 or more, got {args.workers}")
     if args.image_size is not None and args.image_size < 8:
         raise UserError(f"--image-size must be at least 8 pixels, got {args.image_size}")
-
 
 
 def start_training_run(args, fingerprint_keys):

@@ -156,8 +156,9 @@ def _generator(seed: int | None) -> torch.Generator:
     return generator
 
 
-def hard_cut_survivors(data_score, n: int, mis_ratio: float, mis_key: str,
-                       mis_descending: bool) -> torch.Tensor:
+def hard_cut_survivors(
+    data_score, n: int, mis_ratio: float, mis_key: str, mis_descending: bool
+) -> torch.Tensor:
     """CCS step 1: indices (ascending) left after dropping the int(mis_ratio*n) examples first
     by `mis_key` (by default the lowest AUM: the hardest, often mislabeled, examples)."""
     mis_num = int(mis_ratio * n)

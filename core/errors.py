@@ -2,6 +2,7 @@
 
 Scripts catch it and print ``error: <message>`` with exit code 2, no traceback.
 """
+
 import sys
 
 

@@ -2,11 +2,13 @@
 
 A crash or a SIGKILL mid-write leaves the previous file intact, never a torn one.
 """
+
 import json
 import os
 import pickle
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

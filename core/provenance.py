@@ -1,4 +1,5 @@
 """What a result needs to be traced back: versions, device, git commit, host."""
+
 import os
 import platform
 import subprocess
@@ -12,11 +13,17 @@ import torchvision
 def git_commit() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
         commit = out.stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -32,8 +39,12 @@ def provenance(device: torch.device) -> dict:
     return {
         "device": device_name(device),
         "git_commit": git_commit(),
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "numpy": numpy.__version__},
+        "versions": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "numpy": numpy.__version__,
+        },
         "host": platform.node(),
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
     }

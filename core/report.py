@@ -369,8 +369,13 @@ def strata_counts(data_score: dict, info: dict, indices: torch.Tensor) -> dict:
             raise UserError(f"the score file has no {name!r} (it has {sorted(data_score)})")
     scores = data_score[key]
     total = len(scores)
-    survivors = hard_cut_survivors(data_score, total, float(info.get("mis_ratio") or 0.0),
-                                   mis_key, bool(info.get("mis_descending")))
+    survivors = hard_cut_survivors(
+        data_score,
+        total,
+        float(info.get("mis_ratio") or 0.0),
+        mis_key,
+        bool(info.get("mis_descending")),
+    )
     removed = torch.ones(total, dtype=torch.bool)
     removed[survivors] = False
     stratum_of_each, edges = stratify(scores[survivors], int(info.get("strata") or 50))

@@ -36,7 +36,9 @@ def _safe_torch_load(source):
         if refused:
             raise _Refused(refused.group(1)) from None
         # torch's own text advises weights_only=False, which is exactly what must not happen
-        raise pickle.UnpicklingError("it holds objects that torch.load(weights_only=True) refuses")
+        raise pickle.UnpicklingError(
+            "it holds objects that torch.load(weights_only=True) refuses"
+        ) from None
 
 
 def _load_storage_bytes(data: bytes):

@@ -1,4 +1,5 @@
 """From a finished full-data run to its score file: dynamics + one eval pass of the final model."""
+
 import os
 
 import torch
@@ -9,43 +10,65 @@ from core.training.checkpoint import load_checkpoint
 from core.training.run import run_paths, select_device
 
 
-def load_finished_run(base_dir: str, task_name: str,
-                      script: str = "train.py") -> tuple[dict, dict, dict]:
+def load_finished_run(
+    base_dir: str, task_name: str, script: str = "train.py"
+) -> tuple[dict, dict, dict]:
     """(paths, final checkpoint, dynamics file) of a finished run, or a UserError saying why not."""
     paths = run_paths(base_dir, task_name)
     if not os.path.isfile(paths["last"]):
-        raise UserError(f"no run in {paths['dir']}: {paths['last']} is missing (train it first "
-                        f"with {script} --task-name {task_name})")
+        raise UserError(
+            f"no run in {paths['dir']}: {paths['last']} is missing (train it first "
+            f"with {script} --task-name {task_name})"
+        )
     state = load_checkpoint(paths["last"])
     if not state.get("finished"):
-        raise UserError(f"the run in {paths['dir']} has not finished; run its {script} command "
-                        "again to resume and finish it")
+        raise UserError(
+            f"the run in {paths['dir']} has not finished; run its {script} command "
+            "again to resume and finish it"
+        )
     if not os.path.isfile(paths["td"]):
         raise UserError(f"{paths['td']} is missing: the run recorded no training dynamics")
     td = load_checkpoint(paths["td"])
     return paths, state, td
 
 
-def write_score_files(paths, task_name, *, dynamics_scores, inference, targets,
-                      data_score_path=None) -> dict:
+def write_score_files(
+    paths, task_name, *, dynamics_scores, inference, targets, data_score_path=None
+) -> dict:
     """data-score-<task>.pickle (reference format) and features-<task>.pt (for coverage)."""
     from core.score_io import save_data_score
     from core.scores import make_data_score
 
     data_score = make_data_score(dynamics_scores, inference, targets)
-    data_score_path = data_score_path or os.path.join(paths["dir"],
-                                                      f"data-score-{task_name}.pickle")
+    data_score_path = data_score_path or os.path.join(
+        paths["dir"], f"data-score-{task_name}.pickle"
+    )
     save_data_score(data_score_path, data_score)
     features_path = os.path.join(paths["dir"], f"features-{task_name}.pt")
     if "features" in inference:
-        atomic_torch_save({"features": inference["features"].half(),
-                           "targets": targets.long().clone()}, features_path)
-    return {"data_score_path": data_score_path, "features_path": features_path,
-            "num_examples": len(targets), "keys": sorted(data_score)}
+        atomic_torch_save(
+            {"features": inference["features"].half(), "targets": targets.long().clone()},
+            features_path,
+        )
+    return {
+        "data_score_path": data_score_path,
+        "features_path": features_path,
+        "num_examples": len(targets),
+        "keys": sorted(data_score),
+    }
 
 
-def score_finished_run(*, base_dir, task_name, dataset=None, data_dir=None, data_score_path=None,
-                       device_flag="auto", gpuid="0", download=True) -> dict:
+def score_finished_run(
+    *,
+    base_dir,
+    task_name,
+    dataset=None,
+    data_dir=None,
+    data_score_path=None,
+    device_flag="auto",
+    gpuid="0",
+    download=True,
+) -> dict:
     """Scores for a CIFAR-family run (train.py)."""
     from core.data import DeviceLoader, load_dataset
     from core.data.subset import take_train_subset
@@ -55,26 +78,53 @@ def score_finished_run(*, base_dir, task_name, dataset=None, data_dir=None, data
     paths, state, td = load_finished_run(base_dir, task_name)
     run_args = state["args"]
     if dataset is not None and dataset != run_args["dataset"]:
-        raise UserError(f"--dataset {dataset}: the run in {paths['dir']} was trained on "
-                        f"{run_args['dataset']}")
+        raise UserError(
+            f"--dataset {dataset}: the run in {paths['dir']} was trained on {run_args['dataset']}"
+        )
     device = select_device(device_flag, gpuid)
     data = load_dataset(run_args["dataset"], data_dir or run_args["data_dir"], download=download)
     data = take_train_subset(data, run_args.get("train_subset", 0))
     n = len(data.train.targets)
     if td["scores"]["visits"].numel() != n:
-        raise UserError(f"{paths['td']} has {td['scores']['visits'].numel()} examples, the "
-                        f"{run_args['dataset']} training set {n}")
+        raise UserError(
+            f"{paths['td']} has {td['scores']['visits'].numel()} examples, the "
+            f"{run_args['dataset']} training set {n}"
+        )
     model = build_model(run_args["network"], data.num_classes).to(device)
     model.load_state_dict(state["model"])
-    loader = DeviceLoader(data.train.images, data.train.targets, batch_size=1024, mean=data.mean,
-                          std=data.std, augment=False, shuffle=False, seed=0, device=device)
+    loader = DeviceLoader(
+        data.train.images,
+        data.train.targets,
+        batch_size=1024,
+        mean=data.mean,
+        std=data.std,
+        augment=False,
+        shuffle=False,
+        seed=0,
+        device=device,
+    )
     inference = inference_scores(model, loader.epoch(0), n, feature_module=classifier_of(model))
-    return write_score_files(paths, task_name, dynamics_scores=td["scores"], inference=inference,
-                             targets=data.train.targets, data_score_path=data_score_path)
+    return write_score_files(
+        paths,
+        task_name,
+        dynamics_scores=td["scores"],
+        inference=inference,
+        targets=data.train.targets,
+        data_score_path=data_score_path,
+    )
 
 
-def score_imagenet_run(*, base_dir, task_name, data_dir=None, data_score_path=None,
-                       device, image_size=None, batch_size=256, workers=0) -> dict | None:
+def score_imagenet_run(
+    *,
+    base_dir,
+    task_name,
+    data_dir=None,
+    data_score_path=None,
+    device,
+    image_size=None,
+    batch_size=256,
+    workers=0,
+) -> dict | None:
     """Scores for a train_imagenet.py run. Under torchrun each rank scores its share of the
     training set and rank 0 writes the files (returns None on the other ranks)."""
     from core.data.imagenet import ImageFolderLoader, load_imagefolder
@@ -85,28 +135,49 @@ def score_imagenet_run(*, base_dir, task_name, data_dir=None, data_score_path=No
     paths, state, td = load_finished_run(base_dir, task_name, script="train_imagenet.py")
     run_args = state["args"]
     if "image_size" not in run_args:
-        raise UserError(f"the run in {paths['dir']} was not trained by train_imagenet.py; "
-                        "score it with generate_importance_score.py")
+        raise UserError(
+            f"the run in {paths['dir']} was not trained by train_imagenet.py; "
+            "score it with generate_importance_score.py"
+        )
     data = load_imagefolder(data_dir or run_args["data_dir"])
     n = len(data.train)
     if td["scores"]["visits"].numel() != n or state["num_classes"] != data.num_classes:
-        raise UserError(f"{paths['dir']} was trained on {td['scores']['visits'].numel()} images "
-                        f"of {state['num_classes']} classes, {data.train.root} holds {n} of "
-                        f"{data.num_classes}")
+        raise UserError(
+            f"{paths['dir']} was trained on {td['scores']['visits'].numel()} images "
+            f"of {state['num_classes']} classes, {data.train.root} holds {n} of "
+            f"{data.num_classes}"
+        )
     model = build_model(run_args["network"], data.num_classes, imagenet=True)
     model.load_state_dict(state["model"])
     model = model.to(device, memory_format=torch.channels_last)
-    loader = ImageFolderLoader(data.train, batch_size=batch_size,
-                               image_size=image_size or run_args["image_size"], mean=data.mean,
-                               std=data.std, augment=False, shuffle=False, seed=0, device=device,
-                               rank=dist_utils.rank(), world_size=dist_utils.world_size(),
-                               workers=workers, channels_last=True, persistent_workers=False)
+    loader = ImageFolderLoader(
+        data.train,
+        batch_size=batch_size,
+        image_size=image_size or run_args["image_size"],
+        mean=data.mean,
+        std=data.std,
+        augment=False,
+        shuffle=False,
+        seed=0,
+        device=device,
+        rank=dist_utils.rank(),
+        world_size=dist_utils.world_size(),
+        workers=workers,
+        channels_last=True,
+        persistent_workers=False,
+    )
     inference = inference_scores(model, loader.epoch(0), n, feature_module=classifier_of(model))
     inference = _sum_across_ranks(inference, device)
     if not dist_utils.is_main():
         return None
-    return write_score_files(paths, task_name, dynamics_scores=td["scores"], inference=inference,
-                             targets=data.train.targets, data_score_path=data_score_path)
+    return write_score_files(
+        paths,
+        task_name,
+        dynamics_scores=td["scores"],
+        inference=inference,
+        targets=data.train.targets,
+        data_score_path=data_score_path,
+    )
 
 
 def _sum_across_ranks(inference: dict, device) -> dict:
@@ -115,5 +186,7 @@ def _sum_across_ranks(inference: dict, device) -> dict:
 
     if not dist_utils.is_distributed():
         return inference
-    return {name: dist_utils.all_reduce_sum_(value.to(device)).cpu()
-            for name, value in inference.items()}
+    return {
+        name: dist_utils.all_reduce_sum_(value.to(device)).cpu()
+        for name, value in inference.items()
+    }

@@ -5,6 +5,7 @@ The only requirement on your loop: it must know each example's index in the data
 
     python examples/own_dataset.py
 """
+
 import os
 import sys
 import tempfile
@@ -48,8 +49,11 @@ save_data_score(path, data_score)  # the reference's file format
 
 # 3. Select: CCS keeps 10% (90% pruning), after cutting the 10% lowest-AUM examples.
 data_score = load_data_score(path)
-keep = select_coreset(data_score, mode="stratified", ratio=0.1, key="accumulated_margin",
-                      mis_ratio=0.1, seed=0)
-print(f"kept {keep.numel()} of {N} examples; noisy ones kept: {(keep < 100).sum().item()} "
-      f"(random would keep about {int(0.1 * 100)})")
+keep = select_coreset(
+    data_score, mode="stratified", ratio=0.1, key="accumulated_margin", mis_ratio=0.1, seed=0
+)
+print(
+    f"kept {keep.numel()} of {N} examples; noisy ones kept: {(keep < 100).sum().item()} "
+    f"(random would keep about {int(0.1 * 100)})"
+)
 subset = torch.utils.data.TensorDataset(inputs[keep], targets[keep])  # train a fresh model on it

@@ -21,8 +21,14 @@ def script_env(**extra):
 
 def run_script(*argv, check=True, timeout=600, env=None):
     """Run one of the project's scripts as a user would; returns the CompletedProcess."""
-    proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=script_env(**(env or {})))
+    proc = subprocess.run(
+        [sys.executable, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=script_env(**(env or {})),
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{argv} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

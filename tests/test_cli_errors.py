@@ -1,17 +1,31 @@
 """Bad input ends with one 'error: ...' line, exit code 2, no traceback, nothing written."""
+
 import os
 import pickle
 
 import pytest
 import torch
-
 from conftest import run_script
 
 
 def train(data_dir, base, *extra):
-    return run_script("train.py", "--dataset", "cifar10", "--data-dir", data_dir, "--network",
-                      "resnet20", "--batch-size", "64", "--base-dir", base, "--task-name", "t",
-                      *extra, check=False)
+    return run_script(
+        "train.py",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        data_dir,
+        "--network",
+        "resnet20",
+        "--batch-size",
+        "64",
+        "--base-dir",
+        base,
+        "--task-name",
+        "t",
+        *extra,
+        check=False,
+    )
 
 
 def assert_user_error(proc, *fragments):
@@ -27,14 +41,20 @@ def assert_user_error(proc, *fragments):
 def score_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scores")
     n = 400
-    good = {"targets": torch.zeros(n, dtype=torch.int32),
-            "accumulated_margin": torch.linspace(-1, 1, n),
-            "forgetting": torch.zeros(n, dtype=torch.int32)}
+    good = {
+        "targets": torch.zeros(n, dtype=torch.int32),
+        "accumulated_margin": torch.linspace(-1, 1, n),
+        "forgetting": torch.zeros(n, dtype=torch.int32),
+    }
     paths = {}
     for name, value in {
         "small": {k: v[:300] for k, v in good.items()},
-        "nan": {**good, "accumulated_margin": torch.where(torch.arange(n) < 3, float("nan"),
-                                                          good["accumulated_margin"])},
+        "nan": {
+            **good,
+            "accumulated_margin": torch.where(
+                torch.arange(n) < 3, float("nan"), good["accumulated_margin"]
+            ),
+        },
     }.items():
         paths[name] = str(folder / f"{name}.pickle")
         with open(paths[name], "wb") as fh:
@@ -55,16 +75,48 @@ CASES = {
     "both lengths": (["--epochs", "1", "--iterations", "5"], ["--epochs", "--iterations"]),
     "no length": ([], ["--epochs"]),
     "unknown dataset": (["--epochs", "1", "--dataset", "mnist"], ["--dataset", "mnist"]),
-    "ratio above 1": (["--iterations", "5", "--coreset", "--coreset-mode", "random",
-                       "--coreset-ratio", "1.5"], ["--coreset-ratio", "1.5"]),
-    "ratio zero": (["--iterations", "5", "--coreset", "--coreset-mode", "random",
-                    "--coreset-ratio", "0"], ["--coreset-ratio"]),
-    "mis-ratio": (["--iterations", "5", "--coreset", "--coreset-mode", "stratified",
-                   "--coreset-key", "accumulated_margin", "--data-score-path", "x.pickle",
-                   "--coreset-ratio", "0.5", "--mis-ratio", "0.6"], ["--mis-ratio"]),
-    "missing score file": (["--iterations", "5", "--coreset", "--coreset-mode", "coreset",
-                            "--coreset-key", "el2n", "--data-score-path", "/nonexistent.pickle",
-                            "--coreset-ratio", "0.5"], ["/nonexistent.pickle"]),
+    "ratio above 1": (
+        ["--iterations", "5", "--coreset", "--coreset-mode", "random", "--coreset-ratio", "1.5"],
+        ["--coreset-ratio", "1.5"],
+    ),
+    "ratio zero": (
+        ["--iterations", "5", "--coreset", "--coreset-mode", "random", "--coreset-ratio", "0"],
+        ["--coreset-ratio"],
+    ),
+    "mis-ratio": (
+        [
+            "--iterations",
+            "5",
+            "--coreset",
+            "--coreset-mode",
+            "stratified",
+            "--coreset-key",
+            "accumulated_margin",
+            "--data-score-path",
+            "x.pickle",
+            "--coreset-ratio",
+            "0.5",
+            "--mis-ratio",
+            "0.6",
+        ],
+        ["--mis-ratio"],
+    ),
+    "missing score file": (
+        [
+            "--iterations",
+            "5",
+            "--coreset",
+            "--coreset-mode",
+            "coreset",
+            "--coreset-key",
+            "el2n",
+            "--data-score-path",
+            "/nonexistent.pickle",
+            "--coreset-ratio",
+            "0.5",
+        ],
+        ["/nonexistent.pickle"],
+    ),
 }
 
 
@@ -77,8 +129,19 @@ def test_flag_errors(tiny_cifar10, tmp_path, case):
 
 
 def coreset_flags(path, key="accumulated_margin"):
-    return ["--iterations", "5", "--coreset", "--coreset-mode", "coreset", "--coreset-key", key,
-            "--data-score-path", path, "--coreset-ratio", "0.5"]
+    return [
+        "--iterations",
+        "5",
+        "--coreset",
+        "--coreset-mode",
+        "coreset",
+        "--coreset-key",
+        key,
+        "--data-score-path",
+        path,
+        "--coreset-ratio",
+        "0.5",
+    ]
 
 
 def test_unknown_key_lists_the_keys(tiny_cifar10, tmp_path, score_files):
@@ -104,8 +167,7 @@ def test_hostile_score_file_runs_nothing(tiny_cifar10, tmp_path, score_files):
 
 
 def test_missing_data_says_where(tmp_path):
-    proc = train(str(tmp_path / "nodata"), str(tmp_path / "runs"), "--epochs", "1",
-                 "--no-download")
+    proc = train(str(tmp_path / "nodata"), str(tmp_path / "runs"), "--epochs", "1", "--no-download")
     assert_user_error(proc, "cifar-10-batches-py")
     assert not os.path.exists(tmp_path / "runs")
 
@@ -121,6 +183,12 @@ def test_failed_run_leaves_an_existing_run_untouched(tiny_cifar10, tmp_path):
 
 
 def test_scoring_an_unfinished_or_missing_run(tmp_path):
-    proc = run_script("generate_importance_score.py", "--base-dir", str(tmp_path),
-                      "--task-name", "nope", check=False)
+    proc = run_script(
+        "generate_importance_score.py",
+        "--base-dir",
+        str(tmp_path),
+        "--task-name",
+        "nope",
+        check=False,
+    )
     assert_user_error(proc, "ckpt-last.pt")

@@ -1,5 +1,6 @@
 """Multi-process training on the CPU (gloo): torchrun with two processes runs both trainers,
 sees every example once per epoch, writes from rank 0 only, resumes, and fails cleanly."""
+
 import json
 import os
 import pickle
@@ -10,28 +11,56 @@ import time
 
 import pytest
 import torch
-
 from conftest import ROOT, run_script, script_env
 
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 # Runs a script as if CUDA showed two GPUs, so `--gpuid 0,1` takes the relaunch path; the
 # relaunched processes are fresh interpreters that find no CUDA and train on the CPU.
-FAKE_TWO_GPUS = ("import runpy, sys, torch; torch.cuda.is_available = lambda: True; "
-                 "torch.cuda.device_count = lambda: 2; sys.argv = sys.argv[1:]; "
-                 "runpy.run_path(sys.argv[0], run_name='__main__')")
+FAKE_TWO_GPUS = (
+    "import runpy, sys, torch; torch.cuda.is_available = lambda: True; "
+    "torch.cuda.device_count = lambda: 2; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 RUN_FILES = {"ckpt-last.pt", "ckpt-best.pt", "metrics.json"}
 
 
-
 def train_cifar(data_dir, base, task, *extra):
-    return ["train.py", "--dataset", "cifar10", "--data-dir", data_dir, "--network", "resnet20",
-            "--base-dir", base, "--task-name", task, "--no-download", *extra]
+    return [
+        "train.py",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        data_dir,
+        "--network",
+        "resnet20",
+        "--base-dir",
+        base,
+        "--task-name",
+        task,
+        "--no-download",
+        *extra,
+    ]
 
 
 def train_imagenet(data_dir, base, task, *extra):
-    return ["train_imagenet.py", "--data-dir", data_dir, "--network", "resnet18",
-            "--image-size", "32", "--workers", "0", "--batch-size", "16", "--base-dir", base,
-            "--task-name", task, *extra]
+    return [
+        "train_imagenet.py",
+        "--data-dir",
+        data_dir,
+        "--network",
+        "resnet18",
+        "--image-size",
+        "32",
+        "--workers",
+        "0",
+        "--batch-size",
+        "16",
+        "--base-dir",
+        base,
+        "--task-name",
+        task,
+        *extra,
+    ]
 
 
 def visits(run_dir, task):
@@ -52,14 +81,19 @@ def assert_rank0_only(proc, run_dir, task):
 def imagefolder(tmp_path_factory):
     from tinydata import write_tiny_imagefolder
 
-    return write_tiny_imagefolder(str(tmp_path_factory.mktemp("imagenet")), num_classes=6,
-                                  n_train_per_class=10, n_val_per_class=4)
+    return write_tiny_imagefolder(
+        str(tmp_path_factory.mktemp("imagenet")),
+        num_classes=6,
+        n_train_per_class=10,
+        n_val_per_class=4,
+    )
 
 
 def test_train_py_under_torchrun(tiny_cifar10, tmp_path):
     base = str(tmp_path)
-    proc = run_script(*TORCHRUN, *train_cifar(tiny_cifar10, base, "ddp", "--epochs", "2",
-                                              "--batch-size", "64"))
+    proc = run_script(
+        *TORCHRUN, *train_cifar(tiny_cifar10, base, "ddp", "--epochs", "2", "--batch-size", "64")
+    )
     assert_rank0_only(proc, f"{base}/ddp", "ddp")
     assert torch.equal(visits(f"{base}/ddp", "ddp"), torch.full((400,), 2, dtype=torch.int32))
     metrics = json.load(open(f"{base}/ddp/metrics.json"))
@@ -73,11 +107,27 @@ def test_one_and_two_processes_pick_the_same_coreset(tiny_cifar10, tmp_path):
     score_path = str(tmp_path / "scores.pickle")
     generator = torch.Generator().manual_seed(1)
     with open(score_path, "wb") as fh:
-        pickle.dump({"targets": targets.int(),
-                     "accumulated_margin": torch.randn(400, generator=generator)}, fh)
-    flags = ["--iterations", "2", "--batch-size", "32", "--coreset", "--coreset-mode",
-             "stratified", "--coreset-key", "accumulated_margin", "--data-score-path",
-             score_path, "--coreset-ratio", "0.2", "--mis-ratio", "0.3"]
+        pickle.dump(
+            {"targets": targets.int(), "accumulated_margin": torch.randn(400, generator=generator)},
+            fh,
+        )
+    flags = [
+        "--iterations",
+        "2",
+        "--batch-size",
+        "32",
+        "--coreset",
+        "--coreset-mode",
+        "stratified",
+        "--coreset-key",
+        "accumulated_margin",
+        "--data-score-path",
+        score_path,
+        "--coreset-ratio",
+        "0.2",
+        "--mis-ratio",
+        "0.3",
+    ]
     run_script(*train_cifar(tiny_cifar10, str(tmp_path), "one", *flags))
     run_script(*TORCHRUN, *train_cifar(tiny_cifar10, str(tmp_path), "two", *flags))
     one = torch.load(tmp_path / "one" / "coreset-indices.pt", weights_only=True)
@@ -90,20 +140,41 @@ def test_one_and_two_processes_pick_the_same_coreset(tiny_cifar10, tmp_path):
 
 def test_train_imagenet_under_torchrun_and_scores_on_two_processes(imagefolder, tmp_path):
     base = str(tmp_path)
-    proc = run_script(*TORCHRUN, *train_imagenet(imagefolder, base, "full", "--epochs", "2",
-                                                 "--scheduler", "cosine",
-                                                 "--iterations-per-testing", "1"))
+    proc = run_script(
+        *TORCHRUN,
+        *train_imagenet(
+            imagefolder,
+            base,
+            "full",
+            "--epochs",
+            "2",
+            "--scheduler",
+            "cosine",
+            "--iterations-per-testing",
+            "1",
+        ),
+    )
     run = f"{base}/full"
     assert_rank0_only(proc, run, "full")
     assert torch.equal(visits(run, "full"), torch.full((60,), 2, dtype=torch.int32))
     history = json.load(open(f"{run}/metrics.json"))["history"]
     assert len(history) == 2 and all(len(entry["acc"]) == 2 for entry in history)  # top-1, top-5
 
-    score = ["generate_importance_score_imagenet.py", "--data-dir", imagefolder, "--base-dir",
-             base, "--task-name", "full", "--workers", "0"]
+    score = [
+        "generate_importance_score_imagenet.py",
+        "--data-dir",
+        imagefolder,
+        "--base-dir",
+        base,
+        "--task-name",
+        "full",
+        "--workers",
+        "0",
+    ]
     run_script(*score, "--data-score-path", f"{base}/one.pt")
-    proc = run_script("-c", FAKE_TWO_GPUS, *score, "--data-score-path", f"{base}/two.pt",
-                      "--gpuid", "0,1")
+    proc = run_script(
+        "-c", FAKE_TWO_GPUS, *score, "--data-score-path", f"{base}/two.pt", "--gpuid", "0,1"
+    )
     assert "starting 2 processes" in proc.stdout and proc.stdout.count("wrote ") == 1
     one = torch.load(f"{base}/one.pt", weights_only=True)
     two = torch.load(f"{base}/two.pt", weights_only=True)
@@ -115,10 +186,28 @@ def test_train_imagenet_under_torchrun_and_scores_on_two_processes(imagefolder, 
 
 def test_sigterm_then_rerun_resumes_under_torchrun(tiny_cifar10, tmp_path):
     base, epochs = str(tmp_path), 6
-    argv = [*TORCHRUN, *train_cifar(tiny_cifar10, base, "stop", "--epochs", str(epochs),
-                                    "--batch-size", "32", "--checkpoint-interval", "0")]
-    job = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, env=script_env())
+    argv = [
+        *TORCHRUN,
+        *train_cifar(
+            tiny_cifar10,
+            base,
+            "stop",
+            "--epochs",
+            str(epochs),
+            "--batch-size",
+            "32",
+            "--checkpoint-interval",
+            "0",
+        ),
+    ]
+    job = subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=script_env(),
+    )
     deadline = time.time() + 120
     while not os.path.exists(f"{base}/stop/ckpt-last.pt") and time.time() < deadline:
         assert job.poll() is None, job.communicate()[0]
@@ -131,19 +220,24 @@ def test_sigterm_then_rerun_resumes_under_torchrun(tiny_cifar10, tmp_path):
 
     proc = run_script(*argv)
     assert f"resuming {base}/stop at iteration {state['position']['iteration']}" in proc.stdout
-    assert torch.equal(visits(f"{base}/stop", "stop"),
-                       torch.full((400,), epochs, dtype=torch.int32))
+    assert torch.equal(
+        visits(f"{base}/stop", "stop"), torch.full((400,), epochs, dtype=torch.int32)
+    )
 
 
 @pytest.mark.parametrize("case", ["rank 0 fails, rank 1 waits", "every rank fails"])
 def test_a_failing_rank_ends_the_job(tiny_cifar10, imagefolder, tmp_path, case):
     base = str(tmp_path / "runs")
     if case == "rank 0 fails, rank 1 waits":  # rank 0 reads (or downloads) the data first
-        argv, message = train_cifar(str(tmp_path / "nodata"), base, "t", "--epochs", "1"), (
-            "error: [rank 0] cifar10: expected")
+        argv, message = (
+            train_cifar(str(tmp_path / "nodata"), base, "t", "--epochs", "1"),
+            ("error: [rank 0] cifar10: expected"),
+        )
     else:
-        argv, message = train_imagenet(str(tmp_path / "nodata"), base, "t", "--epochs", "1"), (
-            "error: [rank 1] --data-dir")
+        argv, message = (
+            train_imagenet(str(tmp_path / "nodata"), base, "t", "--epochs", "1"),
+            ("error: [rank 1] --data-dir"),
+        )
     proc = run_script(*TORCHRUN, *argv, check=False, timeout=120)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
@@ -165,19 +259,28 @@ def fake_gpus(monkeypatch):
     return distributed, calls
 
 
-def test_relaunch_runs_the_same_command_under_torchrun_on_the_listed_gpus(fake_gpus,
-                                                                          monkeypatch):
+def test_relaunch_runs_the_same_command_under_torchrun_on_the_listed_gpus(fake_gpus, monkeypatch):
     distributed, calls = fake_gpus
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
     distributed.relaunch_per_gpu("1,3", "auto")
-    (argv, env), = calls
-    assert argv[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "train_imagenet.py", "--gpuid", "1,3", "--epochs", "1"]
+    ((argv, env),) = calls
+    assert argv[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "train_imagenet.py",
+        "--gpuid",
+        "1,3",
+        "--epochs",
+        "1",
+    ]
     assert env["CUDA_VISIBLE_DEVICES"] == "5,7"  # --gpuid counts among the visible GPUs
 
 
-@pytest.mark.parametrize("gpuid,device,launched", [("0", "auto", False), ("0,1", "cpu", False),
-                                                   ("0,1", "cuda", True)])
+@pytest.mark.parametrize(
+    "gpuid,device,launched", [("0", "auto", False), ("0,1", "cpu", False), ("0,1", "cuda", True)]
+)
 def test_relaunch_only_for_several_gpus_on_cuda(fake_gpus, gpuid, device, launched):
     distributed, calls = fake_gpus
     distributed.relaunch_per_gpu(gpuid, device)

@@ -1,12 +1,12 @@
 """The README's ImageNet seed commands, run as written on a tiny ImageFolder (lengths shortened,
 --image-size 32 and --workers for CPU speed; --gpuid 0,1 kept: without CUDA it trains in one
 process), plus the ImageNet loader's order, sharding and resume."""
+
 import json
 import os
 
 import pytest
 import torch
-
 from conftest import run_script
 
 CLASSES, TRAIN_PER_CLASS = 8, 8
@@ -19,21 +19,85 @@ def seed_commands(data_dir, base, score_path):
     fast = ["--image-size", "32"]
 
     def coreset(task, ratio, mis_ratio):
-        return ["train_imagenet.py", "--iterations", "4", "--iterations-per-testing", "2",
-                "--lr", "0.1", "--scheduler", "cosine", "--task-name", task, "--data-dir",
-                data_dir, "--base-dir", f"{base}/ccs", "--coreset", "--coreset-mode",
-                "stratified", "--data-score-path", score_path, "--coreset-key",
-                "accumulated_margin", "--network", "resnet34", "--batch-size", "256",
-                "--coreset-ratio", ratio, "--mis-ratio", mis_ratio, "--data-score-descending",
-                "1", "--gpuid", "0,1", "--ignore-td", *fast, "--workers", "0"]
+        return [
+            "train_imagenet.py",
+            "--iterations",
+            "4",
+            "--iterations-per-testing",
+            "2",
+            "--lr",
+            "0.1",
+            "--scheduler",
+            "cosine",
+            "--task-name",
+            task,
+            "--data-dir",
+            data_dir,
+            "--base-dir",
+            f"{base}/ccs",
+            "--coreset",
+            "--coreset-mode",
+            "stratified",
+            "--data-score-path",
+            score_path,
+            "--coreset-key",
+            "accumulated_margin",
+            "--network",
+            "resnet34",
+            "--batch-size",
+            "256",
+            "--coreset-ratio",
+            ratio,
+            "--mis-ratio",
+            mis_ratio,
+            "--data-score-descending",
+            "1",
+            "--gpuid",
+            "0,1",
+            "--ignore-td",
+            *fast,
+            "--workers",
+            "0",
+        ]
 
     return {
-        "full": ["train_imagenet.py", "--epochs", str(EPOCHS), "--lr", "0.1", "--scheduler",
-                 "cosine", "--task-name", "ICLR2023-ImageNet", "--base-dir", base, "--data-dir",
-                 data_dir, "--network", "resnet34", "--batch-size", "256", "--gpuid", "0,1",
-                 *fast, "--workers", "2", "--iterations-per-testing", "1"],
-        "scores": ["generate_importance_score_imagenet.py", "--data-dir", data_dir, "--base-dir",
-                   base, "--task-name", "ICLR2023-ImageNet", "--data-score-path", score_path],
+        "full": [
+            "train_imagenet.py",
+            "--epochs",
+            str(EPOCHS),
+            "--lr",
+            "0.1",
+            "--scheduler",
+            "cosine",
+            "--task-name",
+            "ICLR2023-ImageNet",
+            "--base-dir",
+            base,
+            "--data-dir",
+            data_dir,
+            "--network",
+            "resnet34",
+            "--batch-size",
+            "256",
+            "--gpuid",
+            "0,1",
+            *fast,
+            "--workers",
+            "2",
+            "--iterations-per-testing",
+            "1",
+        ],
+        "scores": [
+            "generate_importance_score_imagenet.py",
+            "--data-dir",
+            data_dir,
+            "--base-dir",
+            base,
+            "--task-name",
+            "ICLR2023-ImageNet",
+            "--data-score-path",
+            score_path,
+        ],
         "ccs-0.1": coreset("aum-s-0.1", "0.1", "0.3"),
         "ccs-0.2": coreset("aum-s-0.2", "0.2", "0.2"),
     }
@@ -43,8 +107,12 @@ def seed_commands(data_dir, base, score_path):
 def imagefolder(tmp_path_factory):
     from tinydata import write_tiny_imagefolder
 
-    return write_tiny_imagefolder(str(tmp_path_factory.mktemp("imagenet")), num_classes=CLASSES,
-                                  n_train_per_class=TRAIN_PER_CLASS, n_val_per_class=3)
+    return write_tiny_imagefolder(
+        str(tmp_path_factory.mktemp("imagenet")),
+        num_classes=CLASSES,
+        n_train_per_class=TRAIN_PER_CLASS,
+        n_val_per_class=3,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +126,13 @@ def test_full_data_run(pipeline):
     base, outputs = pipeline
     run = f"{base}/ICLR2023-ImageNet"
     assert "CUDA is not available; training in one process" in outputs["full"].stdout
-    for name in ("ckpt-last.pt", "ckpt-best.pt", "log-train-ICLR2023-ImageNet.log", "metrics.json",
-                 "td-ICLR2023-ImageNet.pt"):
+    for name in (
+        "ckpt-last.pt",
+        "ckpt-best.pt",
+        "log-train-ICLR2023-ImageNet.log",
+        "metrics.json",
+        "td-ICLR2023-ImageNet.pt",
+    ):
         assert os.path.isfile(f"{run}/{name}"), name
     metrics = json.load(open(f"{run}/metrics.json"))
     assert metrics["dataset"] == "imagenet" and metrics["network"] == "resnet34"
@@ -87,8 +160,7 @@ def test_score_file(pipeline):
     assert "wrote" in outputs["scores"].stdout
 
 
-@pytest.mark.parametrize("task,ratio,mis_ratio", [("aum-s-0.1", 0.1, 0.3),
-                                                  ("aum-s-0.2", 0.2, 0.2)])
+@pytest.mark.parametrize("task,ratio,mis_ratio", [("aum-s-0.1", 0.1, 0.3), ("aum-s-0.2", 0.2, 0.2)])
 def test_ccs_runs(pipeline, task, ratio, mis_ratio):
     base, _ = pipeline
     run = f"{base}/ccs/{task}"
@@ -99,7 +171,7 @@ def test_ccs_runs(pipeline, task, ratio, mis_ratio):
     assert not os.path.exists(f"{run}/td-{task}.pt")  # --ignore-td
     chosen = torch.load(f"{run}/coreset-indices.pt", weights_only=True)
     score = torch.load(f"{base}/imagenet-data-score.pt", weights_only=True)
-    cut = score["accumulated_margin"].argsort(stable=True)[:int(mis_ratio * N_TRAIN)]
+    cut = score["accumulated_margin"].argsort(stable=True)[: int(mis_ratio * N_TRAIN)]
     assert not set(cut.tolist()) & set(chosen.tolist())
 
 
@@ -121,9 +193,21 @@ def assert_user_error(proc, *fragments):
 
 
 def train(data_dir, base, *extra):
-    return run_script("train_imagenet.py", "--data-dir", data_dir, "--base-dir", base,
-                      "--task-name", "t", "--image-size", "32", "--workers", "0", *extra,
-                      check=False)
+    return run_script(
+        "train_imagenet.py",
+        "--data-dir",
+        data_dir,
+        "--base-dir",
+        base,
+        "--task-name",
+        "t",
+        "--image-size",
+        "32",
+        "--workers",
+        "0",
+        *extra,
+        check=False,
+    )
 
 
 def test_missing_data_dir(tmp_path):
@@ -149,8 +233,14 @@ def test_both_lengths(imagefolder, tmp_path):
 
 def test_scoring_a_run_without_dynamics(pipeline):
     base, _ = pipeline
-    proc = run_script("generate_importance_score_imagenet.py", "--base-dir", f"{base}/ccs",
-                      "--task-name", "aum-s-0.1", check=False)
+    proc = run_script(
+        "generate_importance_score_imagenet.py",
+        "--base-dir",
+        f"{base}/ccs",
+        "--task-name",
+        "aum-s-0.1",
+        check=False,
+    )
     assert_user_error(proc, "td-aum-s-0.1.pt")
 
 
@@ -159,8 +249,16 @@ def loader(imagefolder, **options):
     from core.data.imagenet import ImageFolderLoader, load_imagefolder
 
     data = load_imagefolder(imagefolder)
-    settings = dict(batch_size=10, image_size=16, mean=data.mean, std=data.std, augment=True,
-                    shuffle=True, seed=3, device="cpu")
+    settings = dict(
+        batch_size=10,
+        image_size=16,
+        mean=data.mean,
+        std=data.std,
+        augment=True,
+        shuffle=True,
+        seed=3,
+        device="cpu",
+    )
     settings.update(options)
     return ImageFolderLoader(data.train, **settings)
 

@@ -1,4 +1,5 @@
 """The README's main command, in its smoke profile, on a tiny CIFAR-10 written by the test."""
+
 import json
 import os
 import subprocess
@@ -14,10 +15,23 @@ def test_quickstart_smoke_writes_table_and_figures(tmp_path):
     data_dir = tmp_path / "data"
     write_tiny("cifar10", str(data_dir), n_train=1000, n_test=100, seed=0)
     base, out = tmp_path / "runs", tmp_path / "report"
-    argv = ["bash", "scripts/quickstart.sh", "--profile", "smoke", "--data-dir", str(data_dir),
-            "--base-dir", str(base), "--out", str(out), "--device", "cpu"]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=script_env())
+    argv = [
+        "bash",
+        "scripts/quickstart.sh",
+        "--profile",
+        "smoke",
+        "--data-dir",
+        str(data_dir),
+        "--base-dir",
+        str(base),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    proc = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env=script_env()
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     summary = json.load(open(out / "summary.json"))
@@ -38,7 +52,8 @@ def test_quickstart_smoke_writes_table_and_figures(tmp_path):
     assert any(line.endswith("coverage.png") for line in tail), tail
 
     # rerunning skips every finished run
-    again = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=script_env())
+    again = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env=script_env()
+    )
     assert again.returncode == 0
     assert again.stdout.count("already finished") == 8

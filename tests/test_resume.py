@@ -1,5 +1,6 @@
 """Runs survive being killed: rerunning the same command resumes, and the resumed run sees
 every example exactly as often as an uninterrupted one."""
+
 import json
 import os
 import signal
@@ -8,22 +9,43 @@ import sys
 import time
 
 import torch
-
 from conftest import ROOT, run_script, script_env
 
 EPOCHS = 8
 
 
 def command(data_dir, base, task):
-    return ["train.py", "--dataset", "cifar10", "--data-dir", data_dir, "--network", "resnet20",
-            "--batch-size", "64", "--epochs", str(EPOCHS), "--base-dir", base,
-            "--task-name", task, "--checkpoint-interval", "0"]
+    return [
+        "train.py",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        data_dir,
+        "--network",
+        "resnet20",
+        "--batch-size",
+        "64",
+        "--epochs",
+        str(EPOCHS),
+        "--base-dir",
+        base,
+        "--task-name",
+        task,
+        "--checkpoint-interval",
+        "0",
+    ]
 
 
 def start_and_stop(argv, ckpt, sig):
     """Start a run, wait until its first checkpoint exists, then send it ``sig``."""
-    proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=script_env())
+    proc = subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=script_env(),
+    )
     deadline = time.time() + 120
     while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)

@@ -1,20 +1,24 @@
 """The reproduction scripts: every command they would run parses with the real scripts' flags."""
+
 import importlib
 import shlex
 import subprocess
 
 import pytest
-
 from conftest import ROOT
 
 # rates x methods, plus the beta sweeps: cifar10 publishes beta only at 90%
-EXPECTED_CORESET_RUNS = {"cifar10": 5 * 6 + 4 + 6 + 6 + 6 + 1, "cifar100": 5 * 6 + 4 + 6 * 4,
-                         "imagenet": 5 * 6 + 4 + 6 + 6 + 1 + 1}
+EXPECTED_CORESET_RUNS = {
+    "cifar10": 5 * 6 + 4 + 6 + 6 + 6 + 1,
+    "cifar100": 5 * 6 + 4 + 6 * 4,
+    "imagenet": 5 * 6 + 4 + 6 + 6 + 1 + 1,
+}
 
 
 def dry_run(*argv):
-    proc = subprocess.run(["bash", *argv, "--dry-run"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        ["bash", *argv, "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return [shlex.split(line[2:]) for line in proc.stdout.splitlines() if line.startswith("+ ")]
 

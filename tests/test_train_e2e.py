@@ -1,12 +1,12 @@
 """The README's CIFAR10 seed commands, run as written on a tiny CIFAR10 (lengths shortened,
 --network resnet20 for CPU speed, --data-dir pointing at the tiny data)."""
+
 import json
 import os
 import pickle
 
 import pytest
 import torch
-
 from conftest import run_script
 
 EPOCHS = 5
@@ -19,29 +19,109 @@ def seed_commands(data_dir, base):
     short = ["--network", "resnet20", "--batch-size", "64"]
     coreset = ["--iterations", "12"] + common + short
     return {
-        "full": ["train.py"] + common + ["--epochs", str(EPOCHS), "--lr", "0.1"] + short
+        "full": ["train.py"]
+        + common
+        + ["--epochs", str(EPOCHS), "--lr", "0.1"]
+        + short
         + ["--task-name", "all-data", "--base-dir", base],
-        "scores": ["generate_importance_score.py", "--gpuid", "0", "--base-dir", base,
-                   "--task-name", "all-data"],
-        "ccs": ["train.py"] + coreset + ["--task-name", "ccs-0.1", "--base-dir", f"{base}/ccs",
-                "--coreset", "--coreset-mode", "stratified", "--data-score-path", score,
-                "--coreset-key", "accumulated_margin", "--coreset-ratio", "0.1",
-                "--mis-ratio", "0.3"],
-        "random": ["train.py"] + coreset + ["--task-name", "random-0.1", "--base-dir",
-                   f"{base}/random", "--coreset", "--coreset-mode", "random",
-                   "--coreset-ratio", "0.1"],
-        "forgetting": ["train.py"] + coreset + ["--task-name", "forgetting-0.1", "--base-dir",
-                       f"{base}/forgetting", "--coreset", "--coreset-mode", "coreset",
-                       "--data-score-path", score, "--coreset-key", "forgetting",
-                       "--coreset-ratio", "0.1", "--data-score-descending", "1"],
-        "aum": ["train.py"] + coreset + ["--task-name", "accumulated_margin-0.1", "--base-dir",
-                f"{base}/accumulated_margin", "--coreset", "--coreset-mode", "coreset",
-                "--data-score-path", score, "--coreset-key", "accumulated_margin",
-                "--coreset-ratio", "0.1", "--data-score-descending", "0"],
-        "el2n": ["train.py"] + coreset + ["--task-name", "el2n-0.1", "--base-dir", f"{base}/el2n",
-                 "--coreset", "--coreset-mode", "coreset", "--data-score-path", score,
-                 "--coreset-key", "el2n", "--coreset-ratio", "0.1",
-                 "--data-score-descending", "1"],
+        "scores": [
+            "generate_importance_score.py",
+            "--gpuid",
+            "0",
+            "--base-dir",
+            base,
+            "--task-name",
+            "all-data",
+        ],
+        "ccs": ["train.py"]
+        + coreset
+        + [
+            "--task-name",
+            "ccs-0.1",
+            "--base-dir",
+            f"{base}/ccs",
+            "--coreset",
+            "--coreset-mode",
+            "stratified",
+            "--data-score-path",
+            score,
+            "--coreset-key",
+            "accumulated_margin",
+            "--coreset-ratio",
+            "0.1",
+            "--mis-ratio",
+            "0.3",
+        ],
+        "random": ["train.py"]
+        + coreset
+        + [
+            "--task-name",
+            "random-0.1",
+            "--base-dir",
+            f"{base}/random",
+            "--coreset",
+            "--coreset-mode",
+            "random",
+            "--coreset-ratio",
+            "0.1",
+        ],
+        "forgetting": ["train.py"]
+        + coreset
+        + [
+            "--task-name",
+            "forgetting-0.1",
+            "--base-dir",
+            f"{base}/forgetting",
+            "--coreset",
+            "--coreset-mode",
+            "coreset",
+            "--data-score-path",
+            score,
+            "--coreset-key",
+            "forgetting",
+            "--coreset-ratio",
+            "0.1",
+            "--data-score-descending",
+            "1",
+        ],
+        "aum": ["train.py"]
+        + coreset
+        + [
+            "--task-name",
+            "accumulated_margin-0.1",
+            "--base-dir",
+            f"{base}/accumulated_margin",
+            "--coreset",
+            "--coreset-mode",
+            "coreset",
+            "--data-score-path",
+            score,
+            "--coreset-key",
+            "accumulated_margin",
+            "--coreset-ratio",
+            "0.1",
+            "--data-score-descending",
+            "0",
+        ],
+        "el2n": ["train.py"]
+        + coreset
+        + [
+            "--task-name",
+            "el2n-0.1",
+            "--base-dir",
+            f"{base}/el2n",
+            "--coreset",
+            "--coreset-mode",
+            "coreset",
+            "--data-score-path",
+            score,
+            "--coreset-key",
+            "el2n",
+            "--coreset-ratio",
+            "0.1",
+            "--data-score-descending",
+            "1",
+        ],
     }
 
 
@@ -56,16 +136,20 @@ def pipeline(tiny_cifar10, tmp_path_factory):
 def test_full_data_run_writes_its_files(pipeline):
     base, outputs = pipeline
     run = f"{base}/all-data"
-    for name in ("ckpt-last.pt", "ckpt-best.pt", "log-train-all-data.log", "td-all-data.pt",
-                 "metrics.json"):
+    for name in (
+        "ckpt-last.pt",
+        "ckpt-best.pt",
+        "log-train-all-data.log",
+        "td-all-data.pt",
+        "metrics.json",
+    ):
         assert os.path.isfile(f"{run}/{name}"), name
     metrics = json.load(open(f"{run}/metrics.json"))
     assert metrics["method"] == "full" and metrics["pruning_rate"] == 0.0
     assert metrics["train_size"] == metrics["coreset_size"] == 400
     assert metrics["epochs"] == EPOCHS and metrics["iterations"] == EPOCHS * 7  # ceil(400/64)
     assert 0.0 <= metrics["last_acc"] <= metrics["best_acc"] <= 1.0
-    for key in ("wall_time_s", "images_per_s", "seed", "device", "args", "versions",
-                "git_commit"):
+    for key in ("wall_time_s", "images_per_s", "seed", "device", "args", "versions", "git_commit"):
         assert key in metrics, key
     # the log mirrors what was printed
     log = open(f"{run}/log-train-all-data.log").read()
@@ -104,11 +188,16 @@ def test_score_file_has_the_reference_keys(pipeline):
     assert features["features"].shape == (400, 64)
 
 
-@pytest.mark.parametrize("method,folder,task", [
-    ("ccs", "ccs", "ccs-0.1"), ("random", "random", "random-0.1"),
-    ("forgetting", "forgetting", "forgetting-0.1"),
-    ("accumulated_margin", "accumulated_margin", "accumulated_margin-0.1"),
-    ("el2n", "el2n", "el2n-0.1")])
+@pytest.mark.parametrize(
+    "method,folder,task",
+    [
+        ("ccs", "ccs", "ccs-0.1"),
+        ("random", "random", "random-0.1"),
+        ("forgetting", "forgetting", "forgetting-0.1"),
+        ("accumulated_margin", "accumulated_margin", "accumulated_margin-0.1"),
+        ("el2n", "el2n", "el2n-0.1"),
+    ],
+)
 def test_coreset_runs(pipeline, method, folder, task):
     base, _ = pipeline
     run = f"{base}/{folder}/{task}"
@@ -131,8 +220,9 @@ def test_score_ranked_coresets_keep_the_right_end(pipeline):
     rest = torch.ones(400, dtype=torch.bool)
     rest[chosen] = False
     assert score["el2n"][chosen].min() >= score["el2n"][rest].max()  # descending: the largest
-    chosen = torch.load(f"{base}/accumulated_margin/accumulated_margin-0.1/coreset-indices.pt",
-                        weights_only=True)
+    chosen = torch.load(
+        f"{base}/accumulated_margin/accumulated_margin-0.1/coreset-indices.pt", weights_only=True
+    )
     rest = torch.ones(400, dtype=torch.bool)
     rest[chosen] = False
     aum = score["accumulated_margin"]

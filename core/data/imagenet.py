@@ -11,6 +11,7 @@ example is seen exactly once per epoch without DistributedSampler's padding dupl
 Each image's augmentation is drawn from (seed, epoch, index): the same whatever the number of
 workers or ranks, and a resumed epoch continues exactly.
 """
+
 import dataclasses
 import os
 
@@ -60,24 +61,31 @@ def load_imagefolder(data_dir: str) -> ImageFolderData:
     train_dir, val_dir = os.path.join(data_dir, "train"), os.path.join(data_dir, "val")
     for folder in (train_dir, val_dir):
         if not os.path.isdir(folder):
-            raise UserError(f"--data-dir {data_dir}: {folder} is missing (expected the ImageNet "
-                            f"root holding {LAYOUT})")
+            raise UserError(
+                f"--data-dir {data_dir}: {folder} is missing (expected the ImageNet "
+                f"root holding {LAYOUT})"
+            )
     classes, class_to_idx = _classes_of(train_dir, find_classes)
     val_classes, _ = _classes_of(val_dir, find_classes)
     unknown = sorted(set(val_classes) - set(classes))
     if unknown:
         raise UserError(f"{val_dir} has class folders that train/ lacks, e.g. {unknown[0]}")
-    return ImageFolderData(train=_scan(train_dir, class_to_idx), test=_scan(val_dir, class_to_idx),
-                           classes=classes, num_classes=len(classes))
+    return ImageFolderData(
+        train=_scan(train_dir, class_to_idx),
+        test=_scan(val_dir, class_to_idx),
+        classes=classes,
+        num_classes=len(classes),
+    )
 
 
 def _classes_of(folder: str, find_classes):
     try:
         return find_classes(folder)
     except FileNotFoundError:
-        raise UserError(f"{folder} holds no class folders (expected {LAYOUT}; ImageNet's val "
-                        "images must first be sorted into val/<wnid>/, e.g. by valprep.sh)"
-                        ) from None
+        raise UserError(
+            f"{folder} holds no class folders (expected {LAYOUT}; ImageNet's val "
+            "images must first be sorted into val/<wnid>/, e.g. by valprep.sh)"
+        ) from None
 
 
 def _scan(folder: str, class_to_idx: dict) -> ImageList:
@@ -106,16 +114,26 @@ def train_transform(image_size: int):
     """RandomResizedCrop(size) + horizontal flip, as uint8 CHW (normalised on the device)."""
     from torchvision import transforms
 
-    return transforms.Compose([transforms.RandomResizedCrop(image_size),
-                               transforms.RandomHorizontalFlip(), transforms.PILToTensor()])
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(image_size),
+            transforms.RandomHorizontalFlip(),
+            transforms.PILToTensor(),
+        ]
+    )
 
 
 def test_transform(image_size: int):
     """Resize(size * 256/224) + CenterCrop(size): the reference's Resize(256) + CenterCrop(224)."""
     from torchvision import transforms
 
-    return transforms.Compose([transforms.Resize(image_size * 256 // 224),
-                               transforms.CenterCrop(image_size), transforms.PILToTensor()])
+    return transforms.Compose(
+        [
+            transforms.Resize(image_size * 256 // 224),
+            transforms.CenterCrop(image_size),
+            transforms.PILToTensor(),
+        ]
+    )
 
 
 class IndexedImages(torch.utils.data.Dataset):
@@ -164,13 +182,29 @@ class ImageFolderLoader:
     come back as float32 ``(x / 255 - mean) / std`` of ``image_size`` pixels square.
     """
 
-    def __init__(self, images: ImageList, *, batch_size: int, image_size: int, mean, std,
-                 augment: bool, shuffle: bool, seed: int, device, indices=None, rank: int = 0,
-                 world_size: int = 1, workers: int = 0, channels_last: bool = False,
-                 persistent_workers: bool = True):
+    def __init__(
+        self,
+        images: ImageList,
+        *,
+        batch_size: int,
+        image_size: int,
+        mean,
+        std,
+        augment: bool,
+        shuffle: bool,
+        seed: int,
+        device,
+        indices=None,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 0,
+        channels_last: bool = False,
+        persistent_workers: bool = True,
+    ):
         if not 0 <= rank < world_size or batch_size < world_size:
-            raise UserError(f"batch size {batch_size} and rank {rank} do not fit {world_size} "
-                            "process(es)")
+            raise UserError(
+                f"batch size {batch_size} and rank {rank} do not fit {world_size} process(es)"
+            )
         self.index = _subset_index(indices, len(images))
         if len(self.index) < world_size:
             raise UserError(f"{len(self.index)} examples are too few for {world_size} rank(s)")
@@ -182,10 +216,13 @@ class ImageFolderLoader:
         transform = train_transform(image_size) if augment else test_transform(image_size)
         self._sampler = _EpochBatches()
         self._loader = torch.utils.data.DataLoader(
-            IndexedImages(images, transform, augment), batch_sampler=self._sampler,
-            num_workers=workers, pin_memory=self.device.type == "cuda",
+            IndexedImages(images, transform, augment),
+            batch_sampler=self._sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
             persistent_workers=persistent_workers and workers > 0,
-            prefetch_factor=4 if workers > 0 else None)
+            prefetch_factor=4 if workers > 0 else None,
+        )
         self._normalise = Normaliser(mean, std, self.device)
 
     def __len__(self) -> int:
@@ -207,14 +244,20 @@ class ImageFolderLoader:
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         positions = self.index[order].tolist()
         base = epoch_seed(self.seed, epoch) if self.augment else 0
-        return [[(p, (base + p * 0x9E3779B97F4A7C15) % 2**64)  # a distinct seed per image
-                 for p in positions[start + self.rank:end:self.world_size]]
-                for start, end in self._bounds]
+        return [
+            [
+                (p, (base + p * 0x9E3779B97F4A7C15) % 2**64)  # a distinct seed per image
+                for p in positions[start + self.rank : end : self.world_size]
+            ]
+            for start, end in self._bounds
+        ]
 
     def _to_device(self, batches):
         for index, images, targets in batches:
             images = images.to(self.device, non_blocking=True)  # uint8: a quarter of float's bytes
             images = images.contiguous(memory_format=self.memory_format)
-            yield (index.to(self.device, non_blocking=True),
-                   self._normalise(images),
-                   targets.to(self.device, non_blocking=True))
+            yield (
+                index.to(self.device, non_blocking=True),
+                self._normalise(images),
+                targets.to(self.device, non_blocking=True),
+            )

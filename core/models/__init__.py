@@ -1,4 +1,5 @@
 """`build_model(name, num_classes, image_size)`: one factory for every network the scripts name."""
+
 import torch.nn as nn
 import torchvision
 
@@ -13,15 +14,17 @@ def build_model(name: str, num_classes: int, imagenet: bool = False) -> nn.Modul
     """A freshly initialised network; its classifier is always ``model.fc``."""
     if imagenet:
         if name not in IMAGENET_NETWORKS:
-            raise UserError(f"--network {name!r} is not an ImageNet network; choose from "
-                            f"{', '.join(IMAGENET_NETWORKS)}")
+            raise UserError(
+                f"--network {name!r} is not an ImageNet network; choose from "
+                f"{', '.join(IMAGENET_NETWORKS)}"
+            )
         return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
     if name == "resnet18":
         return ResNet(BasicBlock, [2, 2, 2, 2], num_classes)
     if name == "resnet50":
         return ResNet(Bottleneck, [3, 4, 6, 3], num_classes)
     if name in ("resnet20", "resnet32", "resnet56"):
-        return SmallResNet(int(name[len("resnet"):]), num_classes)
+        return SmallResNet(int(name[len("resnet") :]), num_classes)
     raise UserError(f"--network {name!r} is unknown; choose from {', '.join(CIFAR_NETWORKS)}")
 
 

@@ -6,6 +6,7 @@ ResNet-18/50: the layout of REFERENCE §2 (3x3 stride-1 stem, no max-pool, stage
 enough for CPU-scale runs. Every model's classifier is ``fc``; its input is the penultimate
 feature vector that the scoring pass records.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

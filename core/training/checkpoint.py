@@ -1,4 +1,5 @@
 """Checkpoints: atomic writes, safe loads (weights_only), and the RNG states a resume needs."""
+
 import os
 
 import torch

@@ -8,6 +8,7 @@ Launch modes (docs/DISTRIBUTED.md):
   the same command, one process per listed GPU.
 - neither: one process; every helper below is a cheap no-op.
 """
+
 import contextlib
 import datetime
 import os
@@ -85,8 +86,9 @@ def parse_gpu_ids(gpuid: str) -> list[int]:
     try:
         ids = [int(part) for part in gpuid.split(",") if part.strip() != ""]
     except ValueError:
-        raise UserError(f"--gpuid {gpuid!r} must be GPU numbers separated by commas, "
-                        "e.g. 0 or 0,1") from None
+        raise UserError(
+            f"--gpuid {gpuid!r} must be GPU numbers separated by commas, e.g. 0 or 0,1"
+        ) from None
     if not ids or min(ids) < 0 or len(set(ids)) != len(ids):
         raise UserError(f"--gpuid {gpuid!r} must list distinct GPU numbers, e.g. 0 or 0,1")
     return ids
@@ -104,20 +106,31 @@ def relaunch_per_gpu(gpuid: str, device_flag: str) -> None:
     if len(ids) == 1 or local_rank() is not None or device_flag not in ("auto", "cuda"):
         return
     if not torch.cuda.is_available():
-        print(f"--gpuid {gpuid}: CUDA is not available; training in one process on the CPU",
-              flush=True)
+        print(
+            f"--gpuid {gpuid}: CUDA is not available; training in one process on the CPU",
+            flush=True,
+        )
         return
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     visible = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
     if max(ids) >= len(visible):
-        raise UserError(f"--gpuid {gpuid}: this machine shows {len(visible)} GPU(s) "
-                        f"(0..{len(visible) - 1})")
+        raise UserError(
+            f"--gpuid {gpuid}: this machine shows {len(visible)} GPU(s) (0..{len(visible) - 1})"
+        )
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(visible[i] for i in ids))
     env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // len(ids))))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={len(ids)}", sys.argv[0], *sys.argv[1:]]
-    print(f"--gpuid {gpuid}: starting {len(ids)} processes (one per GPU) with torchrun",
-          flush=True)  # exec discards unflushed output
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={len(ids)}",
+        sys.argv[0],
+        *sys.argv[1:],
+    ]
+    print(
+        f"--gpuid {gpuid}: starting {len(ids)} processes (one per GPU) with torchrun", flush=True
+    )  # exec discards unflushed output
     os.execve(sys.executable, command, env)
 
 
@@ -154,14 +167,19 @@ def check_same_on_all_ranks(value: int, what: str) -> None:
     """UserError unless every rank passes the same integer (e.g. the resume position)."""
     if not is_distributed():
         return
-    device = torch.device("cuda", torch.cuda.current_device()) if (
-        dist.get_backend() == "nccl") else torch.device("cpu")
+    device = (
+        torch.device("cuda", torch.cuda.current_device())
+        if (dist.get_backend() == "nccl")
+        else torch.device("cpu")
+    )
     span = torch.tensor([value, -value], dtype=torch.int64, device=device)
     dist.all_reduce(span, op=dist.ReduceOp.MAX)
     high, low = span.tolist()  # host sync, once at start-up
     if high != -low:
-        raise UserError(f"the processes disagree on {what} ({-low} vs {high}); every node must "
-                        "see the same --base-dir and data (a shared filesystem)")
+        raise UserError(
+            f"the processes disagree on {what} ({-low} vs {high}); every node must "
+            "see the same --base-dir and data (a shared filesystem)"
+        )
 
 
 def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -169,8 +187,9 @@ def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                   else None)
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
 
 
 def shutdown() -> None:

@@ -1,4 +1,5 @@
 """Optimisers and learning-rate schedules of the reference scripts (REFERENCE §2, §6)."""
+
 import torch
 
 from core.cli import SCHEDULERS
@@ -6,8 +7,9 @@ from core.errors import UserError
 
 
 def build_sgd(model, lr, momentum=0.9, weight_decay=5e-4, nesterov=True):
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                           weight_decay=weight_decay, nesterov=nesterov)
+    return torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
+    )
 
 
 def build_scheduler(optimizer, name, total_iterations, iterations_per_epoch, eta_min=1e-4):
@@ -17,8 +19,9 @@ def build_scheduler(optimizer, name, total_iterations, iterations_per_epoch, eta
     default: x0.1 at epochs 30/60/90/100; short: x0.1 at iterations 100k/150k/200k... (ImageNet).
     """
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_iterations,
-                                                          eta_min=eta_min)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=total_iterations, eta_min=eta_min
+        )
     if name == "default":
         milestones = [e * iterations_per_epoch for e in (30, 60, 90, 100)]
     elif name == "short":

@@ -1,4 +1,5 @@
 """What every training script does around the Trainer: device, run folder, coreset, outputs."""
+
 import dataclasses
 import math
 import os
@@ -58,12 +59,16 @@ def seed_everything(seed: int) -> None:
 
 def run_paths(base_dir: str, task_name: str) -> dict:
     run_dir = os.path.join(base_dir, task_name)
-    return {"task": task_name, "dir": run_dir, "last": os.path.join(run_dir, "ckpt-last.pt"),
-            "best": os.path.join(run_dir, "ckpt-best.pt"),
-            "log": os.path.join(run_dir, f"log-train-{task_name}.log"),
-            "td": os.path.join(run_dir, f"td-{task_name}.pt"),
-            "metrics": os.path.join(run_dir, "metrics.json"),
-            "indices": os.path.join(run_dir, "coreset-indices.pt")}
+    return {
+        "task": task_name,
+        "dir": run_dir,
+        "last": os.path.join(run_dir, "ckpt-last.pt"),
+        "best": os.path.join(run_dir, "ckpt-best.pt"),
+        "log": os.path.join(run_dir, f"log-train-{task_name}.log"),
+        "td": os.path.join(run_dir, f"td-{task_name}.pt"),
+        "metrics": os.path.join(run_dir, "metrics.json"),
+        "indices": os.path.join(run_dir, "coreset-indices.pt"),
+    }
 
 
 def find_resume_state(paths: dict, fingerprint: dict, no_resume: bool):
@@ -78,9 +83,11 @@ def find_resume_state(paths: dict, fingerprint: dict, no_resume: bool):
     diff = [k for k in sorted(set(old) | set(fingerprint)) if old.get(k) != fingerprint.get(k)]
     if diff:
         k = diff[0]
-        raise UserError(f"{paths['dir']} holds a run with other settings ({k}: {old.get(k)!r} "
-                        f"there, {fingerprint.get(k)!r} now); use --no-resume to overwrite it or "
-                        "another --task-name")
+        raise UserError(
+            f"{paths['dir']} holds a run with other settings ({k}: {old.get(k)!r} "
+            f"there, {fingerprint.get(k)!r} now); use --no-resume to overwrite it or "
+            "another --task-name"
+        )
     return state
 
 
@@ -101,8 +108,10 @@ def say_if_finished(paths: dict, state) -> bool:
     if state is None or not state.get("finished"):
         return False
     if dist_utils.is_main():
-        print(f"{paths['dir']} is already finished (best acc {state['best_acc']:.4f}); "
-              "use --no-resume to train it again")
+        print(
+            f"{paths['dir']} is already finished (best acc {state['best_acc']:.4f}); "
+            "use --no-resume to train it again"
+        )
     return True
 
 
@@ -121,10 +130,13 @@ def select_training_subset(settings, data_score_path, train_targets, seed):
         if settings["mode"] == "stratified" and settings["mis_ratio"] > 0:
             keys.append(settings["mis_key"])
         check_data_score(data_score, num_examples=n, keys=keys)
-        if "targets" in data_score and not torch.equal(data_score["targets"].long(),
-                                                       train_targets.long()):
-            raise UserError(f"{data_score_path}: its targets differ from this dataset's labels "
-                            "(scores of another dataset or another ordering?)")
+        if "targets" in data_score and not torch.equal(
+            data_score["targets"].long(), train_targets.long()
+        ):
+            raise UserError(
+                f"{data_score_path}: its targets differ from this dataset's labels "
+                "(scores of another dataset or another ordering?)"
+            )
     return select_coreset(data_score, num_examples=n, seed=seed, **settings)
 
 
@@ -145,10 +157,30 @@ class Recipe:
         return self.iterations if self.iterations is not None else self.epochs * per_epoch
 
 
-def train_and_record(*, paths, state, model, train_loader, test_loader, recipe, device,
-                     precision, num_classes, train_size, indices, coreset, record_dynamics,
-                     compile_model, checkpoint_interval, fingerprint, args_record, seed,
-                     dataset, network, started) -> int:
+def train_and_record(
+    *,
+    paths,
+    state,
+    model,
+    train_loader,
+    test_loader,
+    recipe,
+    device,
+    precision,
+    num_classes,
+    train_size,
+    indices,
+    coreset,
+    record_dynamics,
+    compile_model,
+    checkpoint_interval,
+    fingerprint,
+    args_record,
+    seed,
+    dataset,
+    network,
+    started,
+) -> int:
     """The common body of the training scripts: Trainer, resume, fit, run-folder outputs.
 
     ``model`` is the bare network on the CPU; ``indices`` the coreset (None: all data).
@@ -162,8 +194,9 @@ def train_and_record(*, paths, state, model, train_loader, test_loader, recipe, 
     # channels_last: faster on CUDA (tensor cores) and on CPU (oneDNN) alike; the loaders
     # deliver their batches in it too
     model = model.to(device, memory_format=torch.channels_last)
-    optimizer = build_sgd(model, recipe.lr, weight_decay=recipe.weight_decay,
-                          nesterov=recipe.nesterov)
+    optimizer = build_sgd(
+        model, recipe.lr, weight_decay=recipe.weight_decay, nesterov=recipe.nesterov
+    )
     per_epoch = len(train_loader)
     total = recipe.total_iterations(per_epoch)
     scheduler = build_scheduler(optimizer, recipe.scheduler, total, per_epoch)
@@ -173,59 +206,113 @@ def train_and_record(*, paths, state, model, train_loader, test_loader, recipe, 
         model = torch.compile(model)
 
     log = RunLog(paths["log"], enabled=dist_utils.is_main())
-    trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler,
-                      train_loader=train_loader, test_loader=test_loader, device=device,
-                      run_dir=paths["dir"], task_name=paths["task"],
-                      dynamics=dynamics, precision=precision, log=log, topk=recipe.topk,
-                      checkpoint_interval_s=checkpoint_interval, started=started,
-                      state_extra={"fingerprint": fingerprint, "args": args_record,
-                                   "num_classes": num_classes})
+    trainer = Trainer(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=train_loader,
+        test_loader=test_loader,
+        device=device,
+        run_dir=paths["dir"],
+        task_name=paths["task"],
+        dynamics=dynamics,
+        precision=precision,
+        log=log,
+        topk=recipe.topk,
+        checkpoint_interval_s=checkpoint_interval,
+        started=started,
+        state_extra={"fingerprint": fingerprint, "args": args_record, "num_classes": num_classes},
+    )
     if state is not None:
         trainer.load_state_dict(state)
         log.info(f"resuming {paths['dir']} at iteration {trainer.position['iteration']}/{total}")
     else:
         used = train_size if indices is None else int(indices.numel())
-        log.info(f"training {network} on {dataset}: {used}/{train_size} examples, {total} "
-                 f"iterations ({per_epoch}/epoch), {device}, {precision}, "
-                 f"{dist_utils.world_size()} process(es)")
+        log.info(
+            f"training {network} on {dataset}: {used}/{train_size} examples, {total} "
+            f"iterations ({per_epoch}/epoch), {device}, {precision}, "
+            f"{dist_utils.world_size()} process(es)"
+        )
     epochs_per_test = max(1, recipe.iterations_per_testing // per_epoch)
     try:
         result = trainer.fit(total, epochs_per_test)
     except Interrupted as stop:
-        log.info(f"interrupted at iteration {stop.args[0]}; checkpoint saved in {paths['dir']}; "
-                 "run the same command again to resume")
+        log.info(
+            f"interrupted at iteration {stop.args[0]}; checkpoint saved in {paths['dir']}; "
+            "run the same command again to resume"
+        )
         return 130
-    write_outputs(paths, result=result, args_record=args_record, coreset=coreset,
-                  indices=indices, train_size=train_size, dynamics=dynamics,
-                  epochs_seen=math.ceil(total / per_epoch), device=device, seed=seed,
-                  dataset=dataset, network=network)
-    log.info(f"done: best acc {result['best_acc']:.4f}, last acc {result['last_acc']:.4f}, "
-             f"{result['images_per_s']:,.0f} img/s; outputs in {paths['dir']}")
+    write_outputs(
+        paths,
+        result=result,
+        args_record=args_record,
+        coreset=coreset,
+        indices=indices,
+        train_size=train_size,
+        dynamics=dynamics,
+        epochs_seen=math.ceil(total / per_epoch),
+        device=device,
+        seed=seed,
+        dataset=dataset,
+        network=network,
+    )
+    log.info(
+        f"done: best acc {result['best_acc']:.4f}, last acc {result['last_acc']:.4f}, "
+        f"{result['images_per_s']:,.0f} img/s; outputs in {paths['dir']}"
+    )
     return 0
 
 
-def write_outputs(paths, *, result, args_record, coreset, indices, train_size, dynamics,
-                  epochs_seen, device, seed, dataset, network):
+def write_outputs(
+    paths,
+    *,
+    result,
+    args_record,
+    coreset,
+    indices,
+    train_size,
+    dynamics,
+    epochs_seen,
+    device,
+    seed,
+    dataset,
+    network,
+):
     """metrics.json, the dynamics file and the coreset indices (rank 0 only)."""
     if not dist_utils.is_main():
         return None
     from core.coreset import method_name
 
     if dynamics is not None:
-        atomic_torch_save({"scores": dynamics.scores(), "epochs": epochs_seen,
-                           "el2n_epochs": dynamics.el2n_epochs}, paths["td"])
+        atomic_torch_save(
+            {
+                "scores": dynamics.scores(),
+                "epochs": epochs_seen,
+                "el2n_epochs": dynamics.el2n_epochs,
+            },
+            paths["td"],
+        )
     if indices is not None:
         atomic_torch_save(indices.clone(), paths["indices"])
     metrics = {
         "method": "full" if coreset is None else method_name(coreset["mode"], coreset["key"]),
         "pruning_rate": 0.0 if coreset is None else round(1.0 - coreset["ratio"], 6),
-        "best_acc": result["best_acc"], "last_acc": result["last_acc"],
+        "best_acc": result["best_acc"],
+        "last_acc": result["last_acc"],
         "coreset_size": train_size if indices is None else int(indices.numel()),
-        "train_size": train_size, "iterations": result["iterations"], "epochs": result["epochs"],
-        "train_time_s": result["train_time_s"], "wall_time_s": result["wall_time_s"],
-        "images_per_s": result["images_per_s"], "seed": seed, "dataset": dataset,
-        "network": network, "coreset": coreset, "history": result["history"],
-        "args": args_record, **provenance(device),
+        "train_size": train_size,
+        "iterations": result["iterations"],
+        "epochs": result["epochs"],
+        "train_time_s": result["train_time_s"],
+        "wall_time_s": result["wall_time_s"],
+        "images_per_s": result["images_per_s"],
+        "seed": seed,
+        "dataset": dataset,
+        "network": network,
+        "coreset": coreset,
+        "history": result["history"],
+        "args": args_record,
+        **provenance(device),
     }
     atomic_json_dump(metrics, paths["metrics"])
     return metrics

@@ -1,4 +1,5 @@
 """A log that prints and mirrors every line into the run's log file (rank 0 only)."""
+
 import os
 import time
 

@@ -5,6 +5,7 @@ accumulate in device tensors and are read once per epoch (marked "host sync" bel
 Loaders yield ``(index, images, targets)`` already on the device, via
 ``loader.epoch(epoch, start_batch)``; the Trainer does not know which loader it has.
 """
+
 import contextlib
 import math
 import os
@@ -16,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from core.training import distributed as dist_utils
 from core.models import unwrap
+from core.training import distributed as dist_utils
 from core.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 
 
@@ -58,9 +59,26 @@ class Trainer:
     ``fingerprint`` must match on resume, so a folder is never resumed with other settings.
     """
 
-    def __init__(self, *, model, optimizer, scheduler, train_loader, test_loader, device,
-                 run_dir, task_name, dynamics=None, precision="fp32", log=None, topk=(1,),
-                 checkpoint_interval_s=60.0, state_extra=None, progress=True, started=None):
+    def __init__(
+        self,
+        *,
+        model,
+        optimizer,
+        scheduler,
+        train_loader,
+        test_loader,
+        device,
+        run_dir,
+        task_name,
+        dynamics=None,
+        precision="fp32",
+        log=None,
+        topk=(1,),
+        checkpoint_interval_s=60.0,
+        state_extra=None,
+        progress=True,
+        started=None,
+    ):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.test_loader = train_loader, test_loader
         self.device, self.precision, self.topk = device, precision, tuple(topk)
@@ -90,10 +108,15 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "dynamics": self.dynamics.state_dict() if self.dynamics is not None else None,
             "position": dict(self.position),
-            "best_acc": self.best_acc, "last_acc": self.last_acc, "history": self.history,
-            "train_time_s": self.train_time_s, "images_seen": self.images_seen,
+            "best_acc": self.best_acc,
+            "last_acc": self.last_acc,
+            "history": self.history,
+            "train_time_s": self.train_time_s,
+            "images_seen": self.images_seen,
             "wall_time_s": self.wall_time_s(),
-            "rng": rng_state(), "finished": finished, **self.state_extra,
+            "rng": rng_state(),
+            "finished": finished,
+            **self.state_extra,
         }
 
     def load_state_dict(self, state):
@@ -118,9 +141,15 @@ class Trainer:
 
     def save_best(self):
         if self.main:
-            save_checkpoint({"model": unwrap(self.model).state_dict(), "acc": self.best_acc,
-                             "iteration": self.position["iteration"], **self.state_extra},
-                            self.path("ckpt-best.pt"))
+            save_checkpoint(
+                {
+                    "model": unwrap(self.model).state_dict(),
+                    "acc": self.best_acc,
+                    "iteration": self.position["iteration"],
+                    **self.state_extra,
+                },
+                self.path("ckpt-best.pt"),
+            )
 
     # ---- signals -----------------------------------------------------------------------
     def _on_signal(self, signum, _frame):
@@ -141,8 +170,9 @@ class Trainer:
         self.last_acc = accs[0]
         improved = accs[0] > self.best_acc or not self.history
         self.best_acc = max(self.best_acc, accs[0])
-        self.history.append({"iteration": self.position["iteration"],
-                             "epoch": self.position["epoch"], "acc": accs})
+        self.history.append(
+            {"iteration": self.position["iteration"], "epoch": self.position["epoch"], "acc": accs}
+        )
         if improved:
             self.save_best()
         return accs
@@ -163,9 +193,15 @@ class Trainer:
         total_epochs = math.ceil(total_iterations / per_epoch)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._last_save = time.monotonic()
-        bar = tqdm(total=total_iterations, initial=self.position["iteration"], unit="it",
-                   disable=not self.progress, dynamic_ncols=True, leave=False,
-                   mininterval=0.1 if sys.stderr.isatty() else 5.0)  # quiet logs when piped
+        bar = tqdm(
+            total=total_iterations,
+            initial=self.position["iteration"],
+            unit="it",
+            disable=not self.progress,
+            dynamic_ncols=True,
+            leave=False,
+            mininterval=0.1 if sys.stderr.isatty() else 5.0,
+        )  # quiet logs when piped
         try:
             while self.position["iteration"] < total_iterations:
                 self._run_epoch(total_iterations, per_epoch, total_epochs, epochs_per_test, bar)
@@ -207,16 +243,19 @@ class Trainer:
         # A checkpoint is due by rank 0's clock alone: saving is a collective (the dynamics
         # all-reduce), so every rank must decide alike.
         due = self.main and time.monotonic() - self._last_save >= self.checkpoint_interval_s
-        stats = torch.stack([loss_sum.float(), correct.float(),
-                             torch.tensor(float(due), device=self.device)])
+        stats = torch.stack(
+            [loss_sum.float(), correct.float(), torch.tensor(float(due), device=self.device)]
+        )
         dist_utils.all_reduce_sum_(stats)
         loss_v, correct_v, due_v = stats.tolist()  # host sync, once per epoch
         self._account(t0, seen)
         seen_all = max(1, seen * dist_utils.world_size())
         finished = self.position["iteration"] >= total_iterations
-        line = (f"epoch {epoch + 1}/{total_epochs} it {self.position['iteration']}/"
-                f"{total_iterations} loss {loss_v / seen_all:.4f} train-acc "
-                f"{correct_v / seen_all:.4f} lr {self.optimizer.param_groups[0]['lr']:.5f}")
+        line = (
+            f"epoch {epoch + 1}/{total_epochs} it {self.position['iteration']}/"
+            f"{total_iterations} loss {loss_v / seen_all:.4f} train-acc "
+            f"{correct_v / seen_all:.4f} lr {self.optimizer.param_groups[0]['lr']:.5f}"
+        )
         if finished or (epoch + 1) % epochs_per_test == 0:
             accs = self._test()
             line += " | test " + " ".join(f"top{k} {a:.4f}" for k, a in zip(self.topk, accs))
@@ -238,8 +277,13 @@ class Trainer:
         self.images_seen += seen * dist_utils.world_size()
 
     def result(self, total_iterations, total_epochs):
-        return {"best_acc": self.best_acc, "last_acc": self.last_acc,
-                "iterations": total_iterations, "epochs": total_epochs,
-                "train_time_s": self.train_time_s, "wall_time_s": self.wall_time_s(),
-                "images_per_s": self.images_seen / max(self.train_time_s, 1e-9),
-                "history": self.history}
+        return {
+            "best_acc": self.best_acc,
+            "last_acc": self.last_acc,
+            "iterations": total_iterations,
+            "epochs": total_epochs,
+            "train_time_s": self.train_time_s,
+            "wall_time_s": self.wall_time_s(),
+            "images_per_s": self.images_seen / max(self.train_time_s, 1e-9),
+            "history": self.history,
+        }
