@@ -11,6 +11,9 @@ import argparse
 import sys
 
 from core import cli
+from core.data import DATASETS
+from core.scoring import score_finished_run
+from core.training import distributed as dist_utils
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -22,7 +25,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--dataset",
         type=str,
         default=None,
-        choices=("cifar10", "cifar100", "svhn", "cinic10"),
+        choices=DATASETS,
         help="(ours) dataset (default: the run's own)",
     )
     parser.add_argument(
@@ -52,8 +55,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
-    from core.scoring import score_finished_run
-
     out = score_finished_run(
         base_dir=args.base_dir,
         task_name=args.task_name,
@@ -72,6 +73,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    from core.training.distributed import run_entry_point
-
-    sys.exit(run_entry_point(main, get_args_parser().parse_args()))
+    sys.exit(dist_utils.run_entry_point(main, get_args_parser().parse_args()))

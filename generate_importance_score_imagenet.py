@@ -15,10 +15,14 @@ One process by default; under torchrun (or with --gpuid 0,1) each process scores
 import argparse
 import sys
 
+from core import cli
+from core.data.imagenet import default_workers
+from core.errors import UserError
+from core.scoring import score_imagenet_run
+from core.training import distributed as dist_utils
+
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from core import cli
-
     parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--data-dir",
@@ -54,17 +58,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
-    from core import cli
-    from core.data.imagenet import default_workers
-    from core.errors import UserError
-    from core.scoring import score_imagenet_run
-    from core.training import distributed as dist_utils
-    from core.training.run import start_process
-
     cli.check_imagefolder_args(args)
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
-    device = start_process(args.device, args.gpuid)
+    device = dist_utils.start_process(args.device, args.gpuid)
     workers = (
         args.workers if args.workers is not None else default_workers(dist_utils.local_world_size())
     )
@@ -87,6 +84,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    from core.training.distributed import run_entry_point
-
-    sys.exit(run_entry_point(main, get_args_parser().parse_args()))
+    sys.exit(dist_utils.run_entry_point(main, get_args_parser().parse_args()))

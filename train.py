@@ -12,8 +12,19 @@ import sys
 import time
 
 from core import cli
+from core.coreset import select_from_score_file
+from core.data import DATASETS, DeviceLoader, load_dataset
+from core.data.subset import take_train_subset
+from core.models import CIFAR_NETWORKS, build_model
+from core.run_folder import RunFolder
+from core.scores import TrainingDynamics
+from core.training import distributed as dist_utils
+from core.training.checkpoint import already_finished, resume_state
+from core.training.optim import build_scheduler, build_sgd, total_iterations
+from core.training.run import place_model, resolve_precision, seed_everything, write_outputs
+from core.training.runlog import RunLog
+from core.training.trainer import Interrupted, Trainer
 
-NETWORKS = ("resnet18", "resnet50", "resnet20", "resnet32", "resnet56")
 # settings a run folder must keep to be resumed
 FINGERPRINT = (
     "dataset",
@@ -33,11 +44,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--dataset",
         type=str,
         default="cifar10",
-        choices=("cifar10", "cifar100", "svhn", "cinic10"),
+        choices=DATASETS,
         help="dataset (default: cifar10)",
     )
     cli.add_run_flags(parser)
-    cli.add_training_flags(parser, networks=NETWORKS)
+    cli.add_training_flags(parser, networks=CIFAR_NETWORKS)
     cli.add_coreset_flags(parser)
     parser.add_argument(
         "--no-download",
@@ -55,94 +66,59 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
-    from core.data import DeviceLoader, load_dataset
-    from core.data.subset import take_train_subset
-    from core.models import build_model
-    from core.training import distributed as dist_utils
-    from core.training.run import (
-        Recipe,
-        resolve_precision,
-        say_if_finished,
-        seed_everything,
-        select_training_subset,
-        train_and_record,
-    )
-
     started = time.time()
-    device, coreset, fingerprint, paths, state = cli.start_training_run(args, FINGERPRINT)
-    if say_if_finished(paths, state):
+    cli.check_train_args(args)
+    device = dist_utils.start_process(args.device, args.gpuid)
+    run = RunFolder(args.base_dir, args.task_name)
+    fingerprint = cli.fingerprint(args, FINGERPRINT)
+    state = resume_state(run, fingerprint, args.no_resume)
+    if already_finished(run, state):
         return 0
 
     with dist_utils.local_main_first():  # one download per node
         data = load_dataset(args.dataset, args.data_dir, download=not args.no_download)
     data = take_train_subset(data, args.train_subset)
-    indices = select_training_subset(coreset, args.data_score_path, data.train.targets, args.seed)
+    n, coreset = len(data.train.targets), cli.coreset_settings(args)
+    indices = None
     if coreset is not None:
-        coreset["data_score_path"] = args.data_score_path
-
+        indices = select_from_score_file(
+            args.data_score_path, targets=data.train.targets, seed=args.seed, **coreset
+        )
     seed_everything(args.seed)  # the same on every rank: DDP starts from rank 0's weights anyway
-    common = dict(
-        mean=data.mean,
-        std=data.std,
-        device=device,
-        channels_last=True,
-        rank=dist_utils.rank(),
-        world_size=dist_utils.world_size(),
-    )
-    train_loader = DeviceLoader(
-        data.train.images,
-        data.train.targets,
-        batch_size=args.batch_size,
-        augment=data.augment,
-        shuffle=True,
-        seed=args.seed,
-        indices=indices,
-        **common,
-    )
-    test_loader = DeviceLoader(
-        data.test.images,
-        data.test.targets,
-        batch_size=1024,
-        augment=False,
-        shuffle=False,
-        seed=args.seed,
-        **common,
-    )
-    recipe = Recipe(
-        lr=args.lr,
-        weight_decay=5e-4,
-        nesterov=True,
-        scheduler="cosine",
-        epochs=args.epochs,
-        iterations=args.iterations,
-        iterations_per_testing=args.iterations_per_testing,
-    )
-    return train_and_record(
-        paths=paths,
-        state=state,
-        model=build_model(args.network, data.num_classes),
-        train_loader=train_loader,
-        test_loader=test_loader,
-        recipe=recipe,
-        device=device,
-        precision=resolve_precision(args.precision, device),
-        num_classes=data.num_classes,
-        train_size=len(data.train.targets),
-        indices=indices,
-        coreset=coreset,
-        record_dynamics=True,
-        compile_model=args.compile,
-        checkpoint_interval=args.checkpoint_interval,
-        fingerprint=fingerprint,
-        args_record=vars(args),
-        seed=args.seed,
-        dataset=args.dataset,
-        network=args.network,
-        started=started,
-    )
+    on_device = dict(mean=data.mean, std=data.std, device=device, channels_last=True,
+                     seed=args.seed, rank=dist_utils.rank(),
+                     world_size=dist_utils.world_size())  # fmt: skip
+    train_loader = DeviceLoader(data.train.images, data.train.targets, augment=data.augment,
+                                batch_size=args.batch_size, shuffle=True, indices=indices,
+                                **on_device)  # fmt: skip
+    test_loader = DeviceLoader(data.test.images, data.test.targets, batch_size=1024,
+                               augment=False, shuffle=False, **on_device)  # fmt: skip
+
+    model = place_model(build_model(args.network, data.num_classes), device, args.compile)
+    optimizer = build_sgd(model, args.lr, weight_decay=5e-4, nesterov=True)
+    total = total_iterations(args.epochs, args.iterations, len(train_loader))
+    scheduler = build_scheduler(optimizer, "cosine", total, len(train_loader))
+    dynamics = TrainingDynamics(n, data.num_classes, device=device)
+    used = n if indices is None else len(indices)
+    trainer = Trainer(
+        model=model, optimizer=optimizer, scheduler=scheduler, train_loader=train_loader,
+        test_loader=test_loader, device=device, run=run, dynamics=dynamics,
+        precision=resolve_precision(args.precision, device), log=RunLog(run.log),
+        checkpoint_interval_s=args.checkpoint_interval, started=started,
+        state_extra={"fingerprint": fingerprint, "args": vars(args),
+                     "num_classes": data.num_classes},
+        what=f"{args.network} on {args.dataset}: {used}/{n} examples",
+    )  # fmt: skip
+    if state is not None:
+        trainer.load_state_dict(state)
+    try:
+        result = trainer.fit(total, max(1, args.iterations_per_testing // len(train_loader)))
+    except Interrupted:
+        return 130
+    write_outputs(run, result, cli.run_record(args, args.dataset), indices=indices, train_size=n,
+                  dynamics=dynamics, device=device)  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":
-    from core.training.distributed import run_entry_point
-
-    sys.exit(run_entry_point(main, get_args_parser().parse_args()))
+    sys.exit(dist_utils.run_entry_point(main, get_args_parser().parse_args()))

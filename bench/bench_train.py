@@ -2,7 +2,7 @@
 
 Ours: the dataset resident on the device as uint8, batched crop/flip/normalise there, bf16
 autocast and channels_last on CUDA, training dynamics accumulated on the device (core's
-DeviceLoader + Trainer, the code train.py runs). Reference-style (REFERENCE §5): a DataLoader
+DeviceLoader + Trainer, the code train.py runs). Reference-style (the authors' scripts): a DataLoader
 with per-image PIL transforms in worker processes, fp32, and the log-softmax of every batch
 copied to the CPU each iteration, as the authors' scripts do.
 
@@ -19,6 +19,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms as T
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,6 +28,7 @@ from core.data import DeviceLoader, load_dataset  # noqa: E402
 from core.fileio import atomic_json_dump  # noqa: E402
 from core.models import build_model  # noqa: E402
 from core.provenance import provenance  # noqa: E402
+from core.run_folder import RunFolder  # noqa: E402
 from core.scores import TrainingDynamics  # noqa: E402
 from core.training.optim import build_scheduler, build_sgd  # noqa: E402
 from core.training.run import resolve_precision  # noqa: E402
@@ -129,8 +132,7 @@ def ours(images, targets, args, device, precision):
                 train_loader=loader,
                 test_loader=test,
                 device=device,
-                run_dir=os.path.join(tmp, phase),
-                task_name=phase,
+                run=RunFolder(tmp, phase),
                 dynamics=TrainingDynamics(len(targets), 10, device=device),
                 precision=precision,
                 checkpoint_interval_s=1e9,
@@ -144,8 +146,6 @@ class PILDataset(torch.utils.data.Dataset):
     """Per-image PIL decode and transforms, as torchvision's CIFAR10 does."""
 
     def __init__(self, images, targets):
-        import torchvision.transforms as T
-
         self.images = images.permute(0, 2, 3, 1).numpy()
         self.targets = targets.numpy()
         self.transform = T.Compose(
@@ -161,8 +161,6 @@ class PILDataset(torch.utils.data.Dataset):
         return len(self.targets)
 
     def __getitem__(self, i):
-        from PIL import Image
-
         return i, self.transform(Image.fromarray(self.images[i])), int(self.targets[i])
 
 

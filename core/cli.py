@@ -1,15 +1,14 @@
 """The reference scripts' flags, shared by train.py and train_imagenet.py, and their checks.
 
-Flag names and defaults are the reference's (REFERENCE §2-§6); flags it did not have are
-marked "(ours)". Checks run before anything is read or written, and raise UserError.
+Flag names and defaults are the authors' scripts' (docs/FAITHFULNESS.md lists every
+difference); flags they did not have are marked "(ours)". This module holds flags and their
+checks only: checks run before anything is read or written, and raise UserError.
 """
 
 import argparse
 
+from core.coreset import MODES as CORESET_MODES
 from core.errors import UserError, exit_with_error
-
-CORESET_MODES = ("random", "coreset", "stratified", "moderate")
-SCHEDULERS = ("default", "short", "short-400k", "cosine")  # built by core.training.optim
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -209,6 +208,12 @@ def check_training_args(args) -> None:
         )
 
 
+def check_train_args(args) -> None:
+    """Every check of train.py's and train_imagenet.py's shared flags."""
+    check_training_args(args)
+    check_coreset_args(args)
+
+
 def check_coreset_args(args) -> None:
     """Flag-level checks; the score file itself is checked when it is read."""
     if not args.coreset:
@@ -281,19 +286,22 @@ def check_imagefolder_args(args) -> None:
         raise UserError(f"--image-size must be at least 8 pixels, got {args.image_size}")
 
 
-def start_training_run(args, fingerprint_keys):
-    """What both trainers do first: check the flags, start this process (relaunch per GPU, join
-    torchrun's group), and open the run folder, refusing one that holds other settings.
+def fingerprint(args, keys) -> dict:
+    """The flags a run folder must keep to be resumed: those named, and the coreset selection."""
+    settings = {k: getattr(args, k) for k in keys}
+    settings["coreset"] = dict(coreset_settings(args) or {}, data_score_path=args.data_score_path)
+    return settings
 
-    Returns (device, coreset settings or None, fingerprint, run paths, checkpoint to resume).
-    """
-    from core.training.run import open_run, start_process
 
-    check_training_args(args)
-    check_coreset_args(args)
-    device = start_process(args.device, args.gpuid)
+def run_record(args, dataset: str) -> dict:
+    """What metrics.json says about how a run was made (besides its results and provenance)."""
     coreset = coreset_settings(args)
-    fingerprint = {k: getattr(args, k) for k in fingerprint_keys}
-    fingerprint["coreset"] = dict(coreset or {}, data_score_path=args.data_score_path)
-    paths, state = open_run(args.base_dir, args.task_name, fingerprint, args.no_resume)
-    return device, coreset, fingerprint, paths, state
+    if coreset is not None:
+        coreset["data_score_path"] = args.data_score_path
+    return {
+        "seed": args.seed,
+        "dataset": dataset,
+        "network": args.network,
+        "coreset": coreset,
+        "args": vars(args),
+    }

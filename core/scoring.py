@@ -4,47 +4,46 @@ import os
 
 import torch
 
+from core.data import DeviceLoader, load_dataset
+from core.data.imagenet import ImageFolderLoader, load_imagefolder
+from core.data.subset import take_train_subset
 from core.errors import UserError
 from core.fileio import atomic_torch_save
+from core.models import build_model, classifier_of
+from core.run_folder import RunFolder
+from core.score_io import save_data_score
+from core.scores import inference_scores, make_data_score
+from core.training import distributed as dist_utils
 from core.training.checkpoint import load_checkpoint
-from core.training.run import run_paths, select_device
 
 
-def load_finished_run(
-    base_dir: str, task_name: str, script: str = "train.py"
-) -> tuple[dict, dict, dict]:
-    """(paths, final checkpoint, dynamics file) of a finished run, or a UserError saying why not."""
-    paths = run_paths(base_dir, task_name)
-    if not os.path.isfile(paths["last"]):
+def load_finished_run(run: RunFolder, script: str = "train.py") -> tuple[dict, dict]:
+    """(final checkpoint, dynamics file) of a finished run, or a UserError saying why not."""
+    if not os.path.isfile(run.last):
         raise UserError(
-            f"no run in {paths['dir']}: {paths['last']} is missing (train it first "
-            f"with {script} --task-name {task_name})"
+            f"no run in {run.dir}: {run.last} is missing (train it first "
+            f"with {script} --task-name {run.task})"
         )
-    state = load_checkpoint(paths["last"])
+    state = load_checkpoint(run.last)
     if not state.get("finished"):
         raise UserError(
-            f"the run in {paths['dir']} has not finished; run its {script} command "
+            f"the run in {run.dir} has not finished; run its {script} command "
             "again to resume and finish it"
         )
-    if not os.path.isfile(paths["td"]):
-        raise UserError(f"{paths['td']} is missing: the run recorded no training dynamics")
-    td = load_checkpoint(paths["td"])
-    return paths, state, td
+    if not os.path.isfile(run.td):
+        raise UserError(f"{run.td} is missing: the run recorded no training dynamics")
+    td = load_checkpoint(run.td)
+    return state, td
 
 
 def write_score_files(
-    paths, task_name, *, dynamics_scores, inference, targets, data_score_path=None
+    run: RunFolder, *, dynamics_scores, inference, targets, data_score_path=None
 ) -> dict:
     """data-score-<task>.pickle (reference format) and features-<task>.pt (for coverage)."""
-    from core.score_io import save_data_score
-    from core.scores import make_data_score
-
     data_score = make_data_score(dynamics_scores, inference, targets)
-    data_score_path = data_score_path or os.path.join(
-        paths["dir"], f"data-score-{task_name}.pickle"
-    )
+    data_score_path = data_score_path or run.data_score
     save_data_score(data_score_path, data_score)
-    features_path = os.path.join(paths["dir"], f"features-{task_name}.pt")
+    features_path = run.features
     if "features" in inference:
         atomic_torch_save(
             {"features": inference["features"].half(), "targets": targets.long().clone()},
@@ -70,24 +69,20 @@ def score_finished_run(
     download=True,
 ) -> dict:
     """Scores for a CIFAR-family run (train.py)."""
-    from core.data import DeviceLoader, load_dataset
-    from core.data.subset import take_train_subset
-    from core.models import build_model, classifier_of
-    from core.scores import inference_scores
-
-    paths, state, td = load_finished_run(base_dir, task_name)
+    run = RunFolder(base_dir, task_name)
+    state, td = load_finished_run(run)
     run_args = state["args"]
     if dataset is not None and dataset != run_args["dataset"]:
         raise UserError(
-            f"--dataset {dataset}: the run in {paths['dir']} was trained on {run_args['dataset']}"
+            f"--dataset {dataset}: the run in {run.dir} was trained on {run_args['dataset']}"
         )
-    device = select_device(device_flag, gpuid)
+    device = dist_utils.select_device(device_flag, gpuid)
     data = load_dataset(run_args["dataset"], data_dir or run_args["data_dir"], download=download)
     data = take_train_subset(data, run_args.get("train_subset", 0))
     n = len(data.train.targets)
     if td["scores"]["visits"].numel() != n:
         raise UserError(
-            f"{paths['td']} has {td['scores']['visits'].numel()} examples, the "
+            f"{run.td} has {td['scores']['visits'].numel()} examples, the "
             f"{run_args['dataset']} training set {n}"
         )
     model = build_model(run_args["network"], data.num_classes).to(device)
@@ -105,8 +100,7 @@ def score_finished_run(
     )
     inference = inference_scores(model, loader.epoch(0), n, feature_module=classifier_of(model))
     return write_score_files(
-        paths,
-        task_name,
+        run,
         dynamics_scores=td["scores"],
         inference=inference,
         targets=data.train.targets,
@@ -127,23 +121,19 @@ def score_imagenet_run(
 ) -> dict | None:
     """Scores for a train_imagenet.py run. Under torchrun each rank scores its share of the
     training set and rank 0 writes the files (returns None on the other ranks)."""
-    from core.data.imagenet import ImageFolderLoader, load_imagefolder
-    from core.models import build_model, classifier_of
-    from core.scores import inference_scores
-    from core.training import distributed as dist_utils
-
-    paths, state, td = load_finished_run(base_dir, task_name, script="train_imagenet.py")
+    run = RunFolder(base_dir, task_name)
+    state, td = load_finished_run(run, script="train_imagenet.py")
     run_args = state["args"]
     if "image_size" not in run_args:
         raise UserError(
-            f"the run in {paths['dir']} was not trained by train_imagenet.py; "
+            f"the run in {run.dir} was not trained by train_imagenet.py; "
             "score it with generate_importance_score.py"
         )
     data = load_imagefolder(data_dir or run_args["data_dir"])
     n = len(data.train)
     if td["scores"]["visits"].numel() != n or state["num_classes"] != data.num_classes:
         raise UserError(
-            f"{paths['dir']} was trained on {td['scores']['visits'].numel()} images "
+            f"{run.dir} was trained on {td['scores']['visits'].numel()} images "
             f"of {state['num_classes']} classes, {data.train.root} holds {n} of "
             f"{data.num_classes}"
         )
@@ -171,8 +161,7 @@ def score_imagenet_run(
     if not dist_utils.is_main():
         return None
     return write_score_files(
-        paths,
-        task_name,
+        run,
         dynamics_scores=td["scores"],
         inference=inference,
         targets=data.train.targets,
@@ -182,8 +171,6 @@ def score_imagenet_run(
 
 def _sum_across_ranks(inference: dict, device) -> dict:
     """Each rank filled its own examples and left the rest 0: the sum holds them all."""
-    from core.training import distributed as dist_utils
-
     if not dist_utils.is_distributed():
         return inference
     return {

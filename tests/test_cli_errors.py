@@ -7,6 +7,8 @@ import pytest
 import torch
 from conftest import run_script
 
+pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
+
 
 def train(data_dir, base, *extra):
     return run_script(

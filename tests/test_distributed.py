@@ -13,6 +13,8 @@ import pytest
 import torch
 from conftest import ROOT, run_script, script_env
 
+pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
+
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 # Runs a script as if CUDA showed two GPUs, so `--gpuid 0,1` takes the relaunch path; the
 # relaunched processes are fresh interpreters that find no CUDA and train on the CPU.

@@ -1,6 +1,9 @@
 import re
 
+import pytest
 from conftest import run_script
+
+pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 
 
 def test_own_dataset_example_runs_and_ccs_drops_noisy_labels():

@@ -9,6 +9,8 @@ import pytest
 import torch
 from conftest import run_script
 
+pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
+
 CLASSES, TRAIN_PER_CLASS = 8, 8
 N_TRAIN = CLASSES * TRAIN_PER_CLASS
 EPOCHS = 2

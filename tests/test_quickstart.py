@@ -4,7 +4,10 @@ import json
 import os
 import subprocess
 
+import pytest
 from conftest import ROOT, script_env
+
+pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 
 METHODS = {"random", "ccs", "forgetting", "accumulated_margin", "el2n", "entropy", "moderate"}
 

@@ -8,8 +8,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from conftest import ROOT, run_script, script_env
+
+pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 
 EPOCHS = 8
 

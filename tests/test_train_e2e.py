@@ -9,6 +9,8 @@ import pytest
 import torch
 from conftest import run_script
 
+pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
+
 EPOCHS = 5
 
 

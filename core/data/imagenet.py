@@ -18,9 +18,12 @@ import os
 import numpy as np
 import torch
 from PIL import Image
+from torchvision import transforms
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from core.data.device import Normaliser, _subset_index, batch_bounds, epoch_seed
 from core.errors import UserError
+from core.training.distributed import usable_cores
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -56,8 +59,6 @@ class ImageFolderData:
 
 def load_imagefolder(data_dir: str) -> ImageFolderData:
     """Scan ``data_dir/train`` and ``data_dir/val``; labels are train's sorted class folders."""
-    from torchvision.datasets.folder import find_classes
-
     train_dir, val_dir = os.path.join(data_dir, "train"), os.path.join(data_dir, "val")
     for folder in (train_dir, val_dir):
         if not os.path.isdir(folder):
@@ -89,8 +90,6 @@ def _classes_of(folder: str, find_classes):
 
 
 def _scan(folder: str, class_to_idx: dict) -> ImageList:
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-
     try:
         samples = make_dataset(folder, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     except FileNotFoundError as error:
@@ -104,16 +103,12 @@ def _scan(folder: str, class_to_idx: dict) -> ImageList:
 
 def default_workers(processes_on_node: int) -> int:
     """The reference's 16 DataLoader workers, capped by this process's share of the cores."""
-    from core.training.distributed import usable_cores
-
     return max(1, min(16, usable_cores() // max(1, processes_on_node)))
 
 
 # ---- transforms ----------------------------------------------------------------------------
 def train_transform(image_size: int):
     """RandomResizedCrop(size) + horizontal flip, as uint8 CHW (normalised on the device)."""
-    from torchvision import transforms
-
     return transforms.Compose(
         [
             transforms.RandomResizedCrop(image_size),
@@ -125,8 +120,6 @@ def train_transform(image_size: int):
 
 def test_transform(image_size: int):
     """Resize(size * 256/224) + CenterCrop(size): the reference's Resize(256) + CenterCrop(224)."""
-    from torchvision import transforms
-
     return transforms.Compose(
         [
             transforms.Resize(image_size * 256 // 224),

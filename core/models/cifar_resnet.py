@@ -1,6 +1,6 @@
 """ResNets for 32x32 inputs.
 
-ResNet-18/50: the layout of REFERENCE §2 (3x3 stride-1 stem, no max-pool, stages of
+ResNet-18/50: the authors' layout (3x3 stride-1 stem, no max-pool, stages of
 64/128/256/512 channels, global average pool, linear). ResNet-20/32/56: He et al. 2016
 §4.2 (16/32/64 channels, 3 stages of n blocks, parameter-free "option A" shortcuts), small
 enough for CPU-scale runs. Every model's classifier is ``fc``; its input is the penultimate
@@ -63,7 +63,7 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR ResNet-18/50 of REFERENCE §2."""
+    """CIFAR ResNet-18/50 as in the authors' scripts."""
 
     def __init__(self, block, num_blocks, num_classes=10):
         super().__init__()

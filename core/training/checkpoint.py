@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, safe loads (weights_only), and the RNG states a resume needs."""
+"""Checkpoints and resuming: atomic writes, safe loads (weights_only), RNG states, and the
+rule that a run folder is only ever resumed with the settings it was started with."""
 
 import os
 
@@ -6,6 +7,8 @@ import torch
 
 from core.errors import UserError
 from core.fileio import atomic_torch_save
+from core.run_folder import RunFolder
+from core.training import distributed as dist_utils
 
 
 def rng_state() -> dict:
@@ -34,3 +37,40 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     except Exception as exc:  # torch raises several types for corrupt or foreign files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot read checkpoint {path}: {first}") from None
+
+
+def resume_state(run: RunFolder, fingerprint: dict, no_resume: bool) -> dict | None:
+    """The checkpoint to resume from, or None to start afresh.
+
+    ``fingerprint`` holds the settings the folder must keep (the number of processes, which
+    changes the data order, is added here). Refuses (UserError) a folder that holds a run
+    with other settings. Every rank reads the checkpoint itself; all must find the same one.
+    """
+    fingerprint["world_size"] = dist_utils.world_size()
+    state = None
+    if not no_resume and os.path.isfile(run.last):
+        state = load_checkpoint(run.last)
+        old = state.get("fingerprint", {})
+        diff = [k for k in sorted(set(old) | set(fingerprint)) if old.get(k) != fingerprint.get(k)]
+        if diff:
+            k = diff[0]
+            raise UserError(
+                f"{run.dir} holds a run with other settings ({k}: {old.get(k)!r} "
+                f"there, {fingerprint.get(k)!r} now); use --no-resume to overwrite it or "
+                "another --task-name"
+            )
+    position = -1 if state is None else state["position"]["iteration"]
+    dist_utils.check_same_on_all_ranks(position, "the checkpoint to resume from")
+    return state
+
+
+def already_finished(run: RunFolder, state: dict | None) -> bool:
+    """Whether the checkpoint is of a finished run (and says so): nothing is left to do."""
+    if state is None or not state.get("finished"):
+        return False
+    if dist_utils.is_main():
+        print(
+            f"{run.dir} is already finished (best acc {state['best_acc']:.4f}); "
+            "use --no-resume to train it again"
+        )
+    return True

@@ -16,8 +16,9 @@ import sys
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
-from core.errors import UserError
+from core.errors import UserError, exit_with_error
 
 # A collective that waits longer than this raises instead of hanging, e.g. when another node
 # died. Generous: nothing in training makes one rank wait for another for minutes.
@@ -150,6 +151,36 @@ def init_from_env(device: torch.device) -> None:
         dist.init_process_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
 
 
+def select_device(device_flag: str, gpuid: str) -> torch.device:
+    """--device auto means cuda:<first --gpuid> when CUDA is there, else the CPU."""
+    if device_flag == "auto":
+        if torch.cuda.is_available():
+            local = local_rank()  # under torchrun: one GPU per process
+            first = local if local is not None else int(gpuid.split(",")[0] or 0)
+            return torch.device("cuda", first)
+        return torch.device("cpu")
+    try:
+        device = torch.device(device_flag)
+    except RuntimeError:
+        raise UserError(f"--device {device_flag!r} is not a device (cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device_flag}: CUDA is not available on this machine")
+    if device.type == "cuda" and local_rank() is not None:
+        return torch.device("cuda", local_rank())  # one GPU per process
+    return device
+
+
+def start_process(device_flag: str, gpuid: str) -> torch.device:
+    """This process's device, after relaunching per GPU (``--gpuid 0,1``) and joining the
+    process group when there is one (torchrun)."""
+    relaunch_per_gpu(gpuid, device_flag)
+    device = select_device(device_flag, gpuid)
+    init_from_env(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
+    return device
+
+
 @contextlib.contextmanager
 def local_main_first():
     """On each node local rank 0 runs the block first (e.g. a download into a shared folder),
@@ -185,8 +216,6 @@ def check_same_on_all_ranks(value: int, what: str) -> None:
 def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     if not is_distributed():
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     return DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None
     )
@@ -200,8 +229,6 @@ def shutdown() -> None:
 def run_entry_point(main, args) -> int:
     """Run a script's ``main(args)``: a UserError becomes ``error: ...`` and exit code 2, and the
     process group is always left cleanly (a gloo process exiting inside one aborts)."""
-    from core.errors import exit_with_error
-
     try:
         return main(args)
     except UserError as err:

@@ -5,11 +5,13 @@ import time
 
 from tqdm import tqdm
 
+from core.training import distributed as dist_utils
+
 
 class RunLog:
-    def __init__(self, path: str | None, enabled: bool = True):
-        self.path = path if enabled else None
-        self.enabled = enabled
+    def __init__(self, path: str | None, enabled: bool | None = None):
+        self.enabled = dist_utils.is_main() if enabled is None else enabled
+        self.path = path if self.enabled else None
         if self.path:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
 

@@ -8,7 +8,6 @@ Loaders yield ``(index, images, targets)`` already on the device, via
 
 import contextlib
 import math
-import os
 import signal
 import sys
 import time
@@ -18,8 +17,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.models import unwrap
+from core.run_folder import RunFolder
 from core.training import distributed as dist_utils
 from core.training.checkpoint import rng_state, save_checkpoint, set_rng_state
+from core.training.runlog import RunLog
 
 
 class Interrupted(Exception):
@@ -55,8 +56,8 @@ def evaluate(model, loader, device, precision="fp32", topk=(1,)):
 class Trainer:
     """Trains ``model`` for a number of iterations, testing, checkpointing and resuming.
 
-    ``state_extra`` is stored in every checkpoint (the run's resolved arguments), and
-    ``fingerprint`` must match on resume, so a folder is never resumed with other settings.
+    ``state_extra`` (the run's fingerprint, arguments, number of classes) is stored in every
+    checkpoint; ``what`` names the run in the log ("resnet18 on cifar10: 5000/50000 examples").
     """
 
     def __init__(
@@ -68,22 +69,22 @@ class Trainer:
         train_loader,
         test_loader,
         device,
-        run_dir,
-        task_name,
+        run: RunFolder,
         dynamics=None,
         precision="fp32",
-        log=None,
+        log: RunLog | None = None,
         topk=(1,),
         checkpoint_interval_s=60.0,
         state_extra=None,
         progress=True,
         started=None,
+        what="",
     ):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.test_loader = train_loader, test_loader
         self.device, self.precision, self.topk = device, precision, tuple(topk)
         self.dynamics = dynamics
-        self.run_dir, self.task_name = run_dir, task_name
+        self.run, self.what = run, what
         self.log = log
         self.checkpoint_interval_s = checkpoint_interval_s
         self.state_extra = state_extra or {}
@@ -97,10 +98,7 @@ class Trainer:
         self.wall_before_s = 0.0
         self.session_start = time.time() if started is None else started  # script start-up
 
-    # ---- files -------------------------------------------------------------------------
-    def path(self, name):
-        return os.path.join(self.run_dir, name)
-
+    # ---- state -------------------------------------------------------------------------
     def state_dict(self, finished=False):
         return {
             "model": unwrap(self.model).state_dict(),
@@ -136,20 +134,22 @@ class Trainer:
         if self.dynamics is not None:
             self.dynamics.all_reduce()  # every rank must hold the totals before rank 0 saves
         if self.main:
-            save_checkpoint(self.state_dict(finished), self.path("ckpt-last.pt"))
+            save_checkpoint(self.state_dict(finished), self.run.last)
         self._last_save = time.monotonic()
 
     def save_best(self):
         if self.main:
-            save_checkpoint(
-                {
-                    "model": unwrap(self.model).state_dict(),
-                    "acc": self.best_acc,
-                    "iteration": self.position["iteration"],
-                    **self.state_extra,
-                },
-                self.path("ckpt-best.pt"),
-            )
+            best = {
+                "model": unwrap(self.model).state_dict(),
+                "acc": self.best_acc,
+                "iteration": self.position["iteration"],
+                **self.state_extra,
+            }
+            save_checkpoint(best, self.run.best)
+
+    def _say(self, message: str) -> None:
+        if self.log:
+            self.log.info(message)
 
     # ---- signals -----------------------------------------------------------------------
     def _on_signal(self, signum, _frame):
@@ -165,32 +165,22 @@ class Trainer:
         return bool(dist_utils.all_reduce_sum_(flag).item())  # host sync, every 25 iterations
 
     # ---- the loop ----------------------------------------------------------------------
-    def _test(self):
-        accs = evaluate(self.model, self.test_loader, self.device, self.precision, self.topk)
-        self.last_acc = accs[0]
-        improved = accs[0] > self.best_acc or not self.history
-        self.best_acc = max(self.best_acc, accs[0])
-        self.history.append(
-            {"iteration": self.position["iteration"], "epoch": self.position["epoch"], "acc": accs}
-        )
-        if improved:
-            self.save_best()
-        return accs
-
-    def _step(self, images, targets):
-        with autocast_for(self.device, self.precision):
-            logits = self.model(images)
-            loss = F.cross_entropy(logits, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        return logits.detach(), loss.detach()
-
     def fit(self, total_iterations, epochs_per_test=1):
-        """Train until ``total_iterations``; returns the result dict for metrics.json."""
+        """Train until ``total_iterations``, testing every ``epochs_per_test`` epochs and after
+        the last iteration, checkpointing and logging at epoch ends. Returns the result dict
+        for metrics.json; raises Interrupted (checkpoint written) after SIGINT/SIGTERM."""
         per_epoch = len(self.train_loader)
         total_epochs = math.ceil(total_iterations / per_epoch)
+        if self.position["iteration"] > 0:
+            self._say(
+                f"resuming {self.run.dir} at iteration {self.position['iteration']}/"
+                f"{total_iterations}"
+            )
+        else:
+            self._say(
+                f"training {self.what}, {total_iterations} iterations ({per_epoch}/epoch), "
+                f"{self.device}, {self.precision}, {dist_utils.world_size()} process(es)"
+            )
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._last_save = time.monotonic()
         bar = tqdm(
@@ -200,11 +190,49 @@ class Trainer:
             disable=not self.progress,
             dynamic_ncols=True,
             leave=False,
-            mininterval=0.1 if sys.stderr.isatty() else 5.0,
-        )  # quiet logs when piped
+            mininterval=0.1 if sys.stderr.isatty() else 5.0,  # quiet logs when piped
+        )
         try:
             while self.position["iteration"] < total_iterations:
-                self._run_epoch(total_iterations, per_epoch, total_epochs, epochs_per_test, bar)
+                epoch = self.position["epoch"]
+                loss_sum, correct, seen = self.train_one_epoch(total_iterations, bar)
+                # A checkpoint is due by rank 0's clock alone: saving is a collective (the
+                # dynamics all-reduce), so every rank must decide alike.
+                due = self.main and time.monotonic() - self._last_save >= self.checkpoint_interval_s
+                stats = torch.stack(
+                    [
+                        loss_sum.float(),
+                        correct.float(),
+                        torch.tensor(float(due), device=self.device),
+                    ]
+                )
+                dist_utils.all_reduce_sum_(stats)
+                loss_v, correct_v, due_v = stats.tolist()  # host sync, once per epoch
+                seen_all = max(1, seen * dist_utils.world_size())
+                finished = self.position["iteration"] >= total_iterations
+                test_epoch = (epoch + 1) % epochs_per_test == 0
+                line = (
+                    f"epoch {epoch + 1}/{total_epochs} it {self.position['iteration']}/"
+                    f"{total_iterations} loss {loss_v / seen_all:.4f} train-acc "
+                    f"{correct_v / seen_all:.4f} lr {self.optimizer.param_groups[0]['lr']:.5f}"
+                )
+                if finished or test_epoch:
+                    accs = self._test()
+                    line += " | test " + " ".join(
+                        f"top{k} {a:.4f}" for k, a in zip(self.topk, accs)
+                    )
+                    line += f" (best {self.best_acc:.4f})"
+                rate = self.images_seen / max(self.train_time_s, 1e-9)
+                bar.set_postfix_str(f"{rate:,.0f} img/s")
+                self._say(line + f" | {rate:,.0f} img/s")
+                if not finished and (due_v > 0 or test_epoch):
+                    self.save_last()
+        except Interrupted as stop:
+            self._say(
+                f"interrupted at iteration {stop.args[0]}; checkpoint saved in {self.run.dir}; "
+                "run the same command again to resume"
+            )
+            raise
         finally:
             bar.close()
             for s, handler in previous.items():
@@ -212,14 +240,24 @@ class Trainer:
         self.save_last(finished=True)
         return self.result(total_iterations, total_epochs)
 
-    def _run_epoch(self, total_iterations, per_epoch, total_epochs, epochs_per_test, bar):
+    def train_one_epoch(self, total_iterations, bar):
+        """From the current position to the end of its epoch (or of the run): per batch
+        forward, loss, backward, optimiser and schedule step, dynamics update. Returns the
+        epoch's summed loss and correct count (device tensors) and this rank's example count."""
         self.model.train()
         epoch, start = self.position["epoch"], self.position["batch"]
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen, t0 = 0, time.perf_counter()
         for index, images, targets in self.train_loader.epoch(epoch, start_batch=start):
-            logits, loss = self._step(images, targets)
+            with autocast_for(self.device, self.precision):
+                logits = self.model(images)
+                loss = F.cross_entropy(logits, targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            logits, loss = logits.detach(), loss.detach()
             if self.dynamics is not None:
                 self.dynamics.update(epoch, index, logits, targets)
             n = targets.shape[0]
@@ -235,37 +273,28 @@ class Trainer:
                 raise Interrupted(self.position["iteration"])
             if self.position["iteration"] >= total_iterations:
                 break
-        epoch_done = self.position["batch"] >= per_epoch
-        if epoch_done:
+        if self.position["batch"] >= len(self.train_loader):
             self.position["epoch"], self.position["batch"] = epoch + 1, 0
         if self.dynamics is not None:
             self.dynamics.all_reduce()
-        # A checkpoint is due by rank 0's clock alone: saving is a collective (the dynamics
-        # all-reduce), so every rank must decide alike.
-        due = self.main and time.monotonic() - self._last_save >= self.checkpoint_interval_s
-        stats = torch.stack(
-            [loss_sum.float(), correct.float(), torch.tensor(float(due), device=self.device)]
-        )
-        dist_utils.all_reduce_sum_(stats)
-        loss_v, correct_v, due_v = stats.tolist()  # host sync, once per epoch
         self._account(t0, seen)
-        seen_all = max(1, seen * dist_utils.world_size())
-        finished = self.position["iteration"] >= total_iterations
-        line = (
-            f"epoch {epoch + 1}/{total_epochs} it {self.position['iteration']}/"
-            f"{total_iterations} loss {loss_v / seen_all:.4f} train-acc "
-            f"{correct_v / seen_all:.4f} lr {self.optimizer.param_groups[0]['lr']:.5f}"
+        return loss_sum, correct, seen
+
+    def _test(self):
+        accs = evaluate(self.model, self.test_loader, self.device, self.precision, self.topk)
+        self.last_acc = accs[0]
+        improved = accs[0] > self.best_acc or not self.history
+        self.best_acc = max(self.best_acc, accs[0])
+        self.history.append(
+            {
+                "iteration": self.position["iteration"],
+                "epoch": self.position["epoch"],
+                "acc": accs,
+            }
         )
-        if finished or (epoch + 1) % epochs_per_test == 0:
-            accs = self._test()
-            line += " | test " + " ".join(f"top{k} {a:.4f}" for k, a in zip(self.topk, accs))
-            line += f" (best {self.best_acc:.4f})"
-        rate = self.images_seen / max(self.train_time_s, 1e-9)
-        bar.set_postfix_str(f"{rate:,.0f} img/s")
-        if self.log:
-            self.log.info(line + f" | {rate:,.0f} img/s")
-        if not finished and (due_v > 0 or (epoch + 1) % epochs_per_test == 0):
-            self.save_last()
+        if improved:
+            self.save_best()
+        return accs
 
     def wall_time_s(self) -> float:
         return self.wall_before_s + time.time() - self.session_start
