@@ -1,8 +1,10 @@
 """Time core.coreset.select_coreset against a loop implementation of the reference, one core.
 
 The loop versions follow the authors' code (per-stratum and per-class boolean masks over all N,
-Python lists of indices) with the REFERENCE §5 defects fixed, so their coresets can be checked
-against ours: identical for the deterministic modes, identical per-stratum counts for CCS.
+Python lists of indices) with the defects of docs/FAITHFULNESS.md C1 (each class's own count),
+C5 (stable orderings) and C6 (allocation ties in stratum order) fixed, so their coresets can be
+checked against ours: identical for the deterministic modes, identical per-stratum counts for
+CCS (whose random draws differ, C7). Run it on one core: `taskset -c 0 python ...`.
 
     python bench/bench_selection.py [--sizes 50000 1281167] [--repeats 3]
 """
@@ -56,7 +58,7 @@ def loop_class_balanced(score, n):
 def loop_stratified(score, n):
     """The authors' mislabel_mask + stratified_sampling: every stratum's mask over all N is
     built twice (to count, then to sample) and picks are gathered with .item()."""
-    order = score["accumulated_margin"].argsort()
+    order = score["accumulated_margin"].argsort(stable=True)
     easy = order[int(MIS_RATIO * n) :]
     values = score["accumulated_margin"][easy]
     low, high = torch.min(values), torch.max(values) * 1.0001

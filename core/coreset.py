@@ -1,8 +1,8 @@
 """Coreset selection: random, score-ordered, CCS (stratified) and Moderate-DS.
 
-Every mode returns dataset indices sorted ascending. Orderings by score are stable (ties go
-to the lower dataset index); randomness comes from a seeded torch.Generator. Work is O(N)
-or one sort per mode, never a pass over all N per stratum or per class.
+Every mode returns dataset indices sorted ascending. Orderings by score are stable sorts (ties
+go to the lower dataset index); randomness comes from a seeded torch.Generator. Settings are
+checked by `check_settings`, score data by `check_data_score`, each once per selection.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from core.errors import UserError
+from core.score_io import load_data_score
 
 MODES = ("random", "coreset", "stratified", "moderate")
 DEFAULT_KEYS = {"stratified": "accumulated_margin", "moderate": "moderate_distance"}
@@ -24,6 +25,52 @@ def method_name(mode: str, key: str | None) -> str:
     if mode == "coreset":
         return str(key)
     return {"random": "random", "stratified": "ccs", "moderate": "moderate"}[mode]
+
+
+def check_settings(
+    mode: str | None,
+    ratio: float | None,
+    *,
+    key: str | None = None,
+    mis_ratio: float = 0.0,
+    strata: int = 50,
+) -> None:
+    """Raise UserError unless the selection settings are valid on their own (no score data
+    needed): the one check of select_coreset's, select_from_score_file's and the scripts'
+    settings. Each message starts with the command-line flag of the setting at fault, so
+    a script user and a library user both recognise it: --coreset-mode (mode),
+    --coreset-ratio (ratio), --coreset-key (key), --mis-ratio (mis_ratio), --strata (strata).
+    mis_ratio and strata are checked in every mode, though only stratified mode uses them.
+    """
+    _check_mode(mode)
+    if ratio is None:
+        raise UserError("--coreset-ratio: a coreset needs a ratio in (0, 1]")
+    if not 0 < ratio <= 1:
+        raise UserError(f"--coreset-ratio: the coreset ratio must be in (0, 1], got {ratio}")
+    if not 0 <= mis_ratio < 1:
+        raise UserError(f"--mis-ratio: the mis ratio must be in [0, 1), got {mis_ratio}")
+    if mode == "stratified" and ratio + mis_ratio > 1:
+        raise UserError(
+            f"--coreset-ratio + --mis-ratio must be at most 1, got {ratio} + {mis_ratio}: "
+            "not enough examples survive the hard cut"
+        )
+    _check_strata(strata)
+    if mode == "coreset" and not key:
+        raise UserError("--coreset-key: coreset mode 'coreset' needs a score key to order by")
+
+
+def _check_mode(mode) -> None:
+    if mode is None:
+        raise UserError(f"--coreset-mode: a coreset needs a mode, one of: {', '.join(MODES)}")
+    if mode not in MODES:
+        raise UserError(
+            f"--coreset-mode: unknown coreset mode '{mode}'; choose one of: {', '.join(MODES)}"
+        )
+
+
+def _check_strata(strata) -> None:
+    if int(strata) != strata or strata < 1:
+        raise UserError(f"--strata: the number of strata must be a positive integer, got {strata}")
 
 
 def select_coreset(
@@ -48,35 +95,84 @@ def select_coreset(
     examples whose `key` is closest to the class median. `descending` and `class_balanced`
     apply to coreset mode, `mis_*` and `strata` to stratified mode only.
     """
-    _check_mode(mode)
-    _check_ratios(mode, ratio, mis_ratio)
-    generator = _generator(seed)
+    check_settings(mode, ratio, key=key, mis_ratio=mis_ratio, strata=strata)
+    key = key or DEFAULT_KEYS.get(mode)
     if mode == "random":
         n = _random_mode_size(data_score, num_examples)
-        return _budget_indices(torch.randperm(n, generator=generator)[: _budget(ratio, n)], n)
-    if data_score is None:
-        raise UserError(f"coreset mode '{mode}' needs a score file (--data-score-path)")
+    else:
+        if data_score is None:
+            raise _needs_score_file(mode)
+        keys = _keys_read(mode, key, class_balanced, mis_ratio, mis_key)
+        n = check_data_score(data_score, num_examples=num_examples, keys=keys)
+    return _select(
+        data_score,
+        n,
+        mode,
+        ratio,
+        key,
+        descending,
+        class_balanced,
+        mis_ratio,
+        mis_key,
+        mis_descending,
+        strata,
+        seed,
+    )
+
+
+def select_from_score_file(
+    path: str | None,
+    *,
+    mode: str,
+    ratio: float,
+    targets: torch.Tensor,
+    seed: int | None = None,
+    key: str | None = None,
+    descending: bool = False,
+    class_balanced: bool = False,
+    mis_ratio: float = 0.0,
+    mis_key: str = "accumulated_margin",
+    mis_descending: bool = False,
+    strata: int = 50,
+) -> torch.Tensor:
+    """select_coreset on the score file at `path` for a training set labelled `targets`:
+    settings, file and data are checked once, including that the file's targets (when it has
+    them) equal `targets`. Random mode reads no file (`path` may be None). `mode`, `ratio`
+    and the keywords after `seed` are select_coreset's settings: the keys of the dict
+    core.cli.coreset_settings returns, so `select_from_score_file(path, targets=t, seed=s,
+    **settings)` works.
+    """
+    check_settings(mode, ratio, key=key, mis_ratio=mis_ratio, strata=strata)
     key = key or DEFAULT_KEYS.get(mode)
-    if key is None:
-        raise UserError(
-            f"coreset mode 'coreset' needs a score key; the score file has: "
-            f"{', '.join(sorted(data_score))}"
-        )
-    keys = [key] + (["targets"] if class_balanced or mode == "moderate" else [])
-    keys += [mis_key] if mode == "stratified" and mis_ratio > 0 else []
-    n = check_data_score(data_score, num_examples=num_examples, keys=dict.fromkeys(keys))
-    budget = _budget(ratio, n)
-    score = data_score[key]
-    if mode == "coreset" and class_balanced:
-        return _class_balanced_first(score, data_score["targets"], ratio, descending)
-    if mode == "coreset":
-        return _mask_to_indices(_first_k_mask(score, budget, descending))
-    if mode == "moderate":
-        return _moderate(score, data_score["targets"], budget)
-    kept = hard_cut_survivors(data_score, n, mis_ratio, mis_key, mis_descending)
-    chosen = stratified_sample(score.index_select(0, kept), budget, strata, generator)
-    # kept is ascending, so sorting the (fewer) chosen positions sorts the result
-    return kept.index_select(0, torch.sort(chosen).values)
+    n = len(targets)
+    data_score = None
+    if mode != "random":
+        if path is None:
+            raise _needs_score_file(mode)
+        data_score = load_data_score(path)
+        keys = _keys_read(mode, key, class_balanced, mis_ratio, mis_key)
+        check_data_score(data_score, num_examples=n, keys=keys)
+        if "targets" in data_score and not torch.equal(
+            data_score["targets"].long(), torch.as_tensor(targets).long()
+        ):
+            raise UserError(
+                f"{path}: its targets differ from this dataset's labels "
+                "(scores of another dataset or another ordering?)"
+            )
+    return _select(
+        data_score,
+        n,
+        mode,
+        ratio,
+        key,
+        descending,
+        class_balanced,
+        mis_ratio,
+        mis_key,
+        mis_descending,
+        strata,
+        seed,
+    )
 
 
 def check_data_score(
@@ -118,18 +214,15 @@ def _check_key(data_score: Mapping, name: str) -> None:
         raise UserError(f"score '{name}' has {bad} NaN or infinite values")
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise UserError(f"unknown coreset mode '{mode}'; choose one of: {', '.join(MODES)}")
+def _keys_read(mode: str, key: str, class_balanced: bool, mis_ratio: float, mis_key: str):
+    """The score keys a (non-random) selection reads, each listed once, in checking order."""
+    keys = [key] + (["targets"] if class_balanced or mode == "moderate" else [])
+    keys += [mis_key] if mode == "stratified" and mis_ratio > 0 else []
+    return list(dict.fromkeys(keys))
 
 
-def _check_ratios(mode: str, ratio: float, mis_ratio: float) -> None:
-    if not 0 < ratio <= 1:
-        raise UserError(f"coreset ratio must be in (0, 1], got {ratio}")
-    if not 0 <= mis_ratio < 1:
-        raise UserError(f"mis ratio must be in [0, 1), got {mis_ratio}")
-    if mode == "stratified" and ratio + mis_ratio > 1:
-        raise UserError(f"coreset ratio + mis ratio must be at most 1, got {ratio} + {mis_ratio}")
+def _needs_score_file(mode: str) -> UserError:
+    return UserError(f"coreset mode '{mode}' needs a score file (--data-score-path)")
 
 
 def _random_mode_size(data_score, num_examples) -> int:
@@ -140,10 +233,41 @@ def _random_mode_size(data_score, num_examples) -> int:
     return int(num_examples)
 
 
+def _select(
+    data_score,
+    n,
+    mode,
+    ratio,
+    key,
+    descending,
+    class_balanced,
+    mis_ratio,
+    mis_key,
+    mis_descending,
+    strata,
+    seed,
+) -> torch.Tensor:
+    """The selection itself, on settings and score data already checked."""
+    generator = _generator(seed)
+    budget = _budget(ratio, n)
+    if mode == "random":
+        return _ascending(torch.randperm(n, generator=generator)[:budget], n)
+    score = data_score[key]
+    if mode == "coreset" and class_balanced:
+        return _class_balanced_first(score, data_score["targets"], ratio, descending)
+    if mode == "coreset":
+        return _ascending(_stable_order(score, descending)[:budget], n)
+    if mode == "moderate":
+        return _moderate(score, data_score["targets"], budget)
+    kept = hard_cut_survivors(data_score, n, mis_ratio, mis_key, mis_descending)
+    chosen = stratified_sample(score.index_select(0, kept), budget, strata, generator)
+    return kept.index_select(0, _ascending(chosen, len(kept)))  # kept is ascending
+
+
 def _budget(ratio: float, n: int) -> int:
     budget = int(ratio * n)  # the reference's int(ratio * N)
     if budget == 0:
-        raise UserError(f"coreset ratio {ratio} of {n} examples selects no example")
+        raise UserError(f"--coreset-ratio: {ratio} of {n} examples selects no example")
     return budget
 
 
@@ -164,55 +288,34 @@ def hard_cut_survivors(
     mis_num = int(mis_ratio * n)
     if mis_num <= 0:
         return torch.arange(n)
-    return _mask_to_indices(~_first_k_mask(data_score[mis_key], mis_num, mis_descending))
+    return _ascending(_stable_order(data_score[mis_key], mis_descending)[mis_num:], n)
 
 
-def _mask_to_indices(mask: torch.Tensor) -> torch.Tensor:
-    return mask.nonzero().squeeze(1)
-
-
-def _budget_indices(indices: torch.Tensor, n: int) -> torch.Tensor:
-    """Unique indices in ascending order: a sort when few, an O(N) mask when many."""
-    if 4 * len(indices) < n:
-        return torch.sort(indices).values
-    return _mask_to_indices(torch.zeros(n, dtype=torch.bool).index_fill_(0, indices, True))
-
-
-def _first_k_mask(score: torch.Tensor, k: int, descending: bool) -> torch.Tensor:
-    """Mask of the first k examples of a stable sort of `score` (ties: lower index first),
-    found in O(N) with kthvalue instead of a full sort.
-    """
-    values = score if score.is_floating_point() else score.long()  # int64: safe to negate
-    if descending:
-        values = -values
-    mask = torch.zeros(len(values), dtype=torch.bool)
-    if k <= 0:
-        return mask
-    threshold = values.kthvalue(k).values
-    mask = values < threshold
-    ties = _mask_to_indices(values == threshold)
-    return mask.index_fill_(0, ties[: k - int(torch.count_nonzero(mask))], True)
+def _ascending(indices: torch.Tensor, n: int) -> torch.Tensor:
+    """The distinct indices `indices` (into 0..n-1) in ascending order."""
+    return torch.zeros(n, dtype=torch.bool).index_fill_(0, indices, True).nonzero().squeeze(1)
 
 
 def _stable_order(score: torch.Tensor, descending: bool) -> torch.Tensor:
+    """Indices ordering `score` (ties: lower index first)."""
     return torch.sort(score, descending=descending, stable=True).indices
 
 
 def _class_balanced_first(score, targets, ratio: float, descending: bool) -> torch.Tensor:
-    """First int(n_c * ratio) of each class c in score order (the reference used the last
-    class's n_c for every class)."""
+    """First int(n_c * ratio) of each class c in score order (docs/FAITHFULNESS.md C1: the
+    reference used the last class's n_c for every class)."""
     order = _stable_order(score, descending)
     by_class = order[_stable_order(targets[order], False)]
     _, counts = torch.unique(targets, return_counts=True)
-    keep = torch.tensor([int(count * ratio) for count in counts.tolist()], dtype=torch.long)
-    return _budget_indices(_first_per_group(by_class, counts, keep), len(score))
+    keep = [int(count * ratio) for count in counts.tolist()]
+    return _ascending(_first_per_group(by_class, counts, keep), len(score))
 
 
-def _first_per_group(grouped_order, counts, keep) -> torch.Tensor:
+def _first_per_group(grouped_order, counts: torch.Tensor, keep: Sequence[int]) -> torch.Tensor:
     """The first keep[g] entries of each group g of `grouped_order` (indices ordered by group,
     then by priority; group g holds counts[g] entries). One slice per group, no pass over N."""
     starts = (torch.cumsum(counts, 0) - counts).tolist()
-    pieces = [grouped_order[start : start + k] for start, k in zip(starts, keep.tolist()) if k]
+    pieces = [grouped_order[start : start + k] for start, k in zip(starts, keep) if k]
     return torch.cat(pieces) if pieces else grouped_order[:0]
 
 
@@ -222,40 +325,19 @@ def stratify(scores: torch.Tensor, strata: int) -> tuple[torch.Tensor, torch.Ten
 
     Edges are min + i*w computed in the score's float dtype exactly as the reference does,
     with upper = max*1.0001 when max > 0. When max <= 0 the reference's max*1.0001 would lie
-    at or below the maximum and drop it, so upper = max + 1e-4*max(|max|, max - min).
-    Scores at or above the top edge through float rounding fall in the last stratum.
+    at or below the maximum and drop it, so upper = max + 1e-4*max(|max|, max - min)
+    (docs/FAITHFULNESS.md C3). Scores at or above the top edge through float rounding fall in
+    the last stratum (C4): stratum k holds edges[k] <= score < edges[k+1].
     """
-    if int(strata) != strata or strata < 1:
-        raise UserError(f"the number of strata must be a positive integer, got {strata}")
+    _check_strata(strata)
     strata = int(strata)
     dtype = scores.dtype if scores.is_floating_point() else torch.get_default_dtype()
     values = scores.to(dtype)
     low, high = torch.aminmax(values)
     step = (_upper_edge(low, high) - low) / strata
     edges = low + torch.arange(strata + 1, dtype=dtype) * step
-    return _bin_of(values, edges, low, step), edges.double()
-
-
-def _bin_of(values, edges, low, step) -> torch.Tensor:
-    """Index k with edges[k] <= value < edges[k+1] (the last bin also takes values above the
-    top edge). Arithmetic guess corrected against the edges, which are authoritative; a binary
-    search when the guess is still off (edges that float rounding made uneven)."""
-    strata = len(edges) - 1
-    inner = edges[1:strata].contiguous()
-    if not step > 0:
-        return torch.bucketize(values, inner, right=True)
-    top = torch.cat((edges[1:strata], edges.new_full((1,), float("inf"))))  # last bin: open
-
-    def misplaced(guess):  # index_select: several times faster than edges[guess] on CPU
-        return values < edges.index_select(0, guess), values >= top.index_select(0, guess)
-
-    guess = ((values - low) / step).clamp_(0, strata - 1).long()
-    below, above = misplaced(guess)
-    guess += above.long() - below.long()  # float rounding puts a guess at most one bin off
-    below, above = misplaced(guess)
-    if bool((below | above).any()):
-        return torch.bucketize(values, inner, right=True)
-    return guess
+    stratum = torch.bucketize(values, edges[1:strata].contiguous(), right=True)
+    return stratum, edges.double()
 
 
 def _upper_edge(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -289,12 +371,10 @@ def stratified_sample(
     n = len(scores)
     stratum, _ = stratify(scores, strata)
     sizes = torch.bincount(stratum, minlength=strata)
-    allocation = torch.tensor(allocate_budget(sizes.tolist(), budget), dtype=torch.long)
+    allocation = allocate_budget(sizes.tolist(), budget)
     random_rank = torch.randperm(n, generator=generator)
-    key = stratum * n + random_rank  # unique: ordered by stratum, randomly within one
-    if strata * n < 2**31:
-        key = key.int()  # a radix sort of int32 takes half the time of int64
-    grouped_order = torch.sort(key).indices
+    # the keys are distinct: ordered by stratum, then by random rank within a stratum
+    grouped_order = torch.sort(stratum * n + random_rank).indices
     return _first_per_group(grouped_order, sizes, allocation)
 
 
@@ -309,8 +389,8 @@ def _moderate(score, targets, budget: int) -> torch.Tensor:
     distance = (score.double() - median[group]).abs()
     by_distance = _stable_order(distance, False)
     grouped = by_distance[_stable_order(group[by_distance], False)]
-    keep = largest_remainder(counts, budget)
-    return _budget_indices(_first_per_group(grouped, counts, keep), len(score))
+    keep = largest_remainder(counts, budget).tolist()
+    return _ascending(_first_per_group(grouped, counts, keep), len(score))
 
 
 def largest_remainder(counts: torch.Tensor, budget: int) -> torch.Tensor:
@@ -330,9 +410,12 @@ __all__ = [
     "MODES",
     "allocate_budget",
     "check_data_score",
+    "check_settings",
+    "hard_cut_survivors",
     "largest_remainder",
     "method_name",
     "select_coreset",
+    "select_from_score_file",
     "stratified_sample",
     "stratify",
 ]

@@ -18,7 +18,6 @@ from core.errors import UserError
 # so an epoch-end all-reduce is two collective calls.
 COUNT_FIELDS = ("correctness", "forgetting", "visits")
 SUM_FIELDS = ("accumulated_margin", "el2n")
-DYNAMICS_FIELDS = COUNT_FIELDS + ("last_correctness",) + SUM_FIELDS
 
 STATE_TENSORS = (
     "_counts",
@@ -28,8 +27,8 @@ STATE_TENSORS = (
     "_last_correct",
     "_visited_since_sync",
 )
+# Score-file keys the reference stores as int32 (make_data_score writes the others as float32).
 REFERENCE_INT_KEYS = ("targets", "correctness", "forgetting", "last_correctness")
-REFERENCE_FLOAT_KEYS = ("accumulated_margin", "el2n", "entropy", "loss")
 
 
 def batch_statistics(logits: torch.Tensor, targets: torch.Tensor):

@@ -3,16 +3,21 @@
 import pytest
 import torch
 
+import core.coreset
 from core.coreset import (
-    _first_k_mask,
+    MODES,
     allocate_budget,
     check_data_score,
+    check_settings,
+    hard_cut_survivors,
     largest_remainder,
     method_name,
     select_coreset,
+    select_from_score_file,
     stratify,
 )
 from core.errors import UserError
+from core.score_io import save_data_score
 
 
 def random_scores(n=3000, classes=10, seed=0):
@@ -57,12 +62,14 @@ def test_coreset_mode_ascending_descending_and_ties():
 
 @pytest.mark.parametrize("descending", [False, True])
 def test_first_k_equals_a_stable_sort(descending):
+    # the coreset cut keeps the first k of a stable sort, the CCS hard cut drops them
     score = torch.randint(0, 7, (5000,), generator=torch.Generator().manual_seed(3)).float()
     for k in (1, 999, 2500, 5000):
-        stable = torch.sort(score, descending=descending, stable=True).indices[:k]
-        assert torch.equal(
-            _first_k_mask(score, k, descending).nonzero().squeeze(1), stable.sort().values
-        )
+        stable = torch.sort(score, descending=descending, stable=True).indices
+        chosen = select_coreset({"s": score}, "coreset", k / 5000, key="s", descending=descending)
+        assert torch.equal(chosen, stable[:k].sort().values)
+        survivors = hard_cut_survivors({"s": score}, 5000, k / 5000, "s", descending)
+        assert torch.equal(survivors, stable[k:].sort().values)
 
 
 def test_class_balanced_uses_each_class_count():
@@ -127,6 +134,7 @@ def test_stratify_matches_the_reference_bins_when_max_is_positive():
         torch.tensor([3.0, 3.0, 3.0]),
         torch.rand(5000, dtype=torch.float64) - 2,
         torch.randint(-3, 0, (100,), dtype=torch.int32),
+        (torch.rand(3000) * 3).bfloat16(),  # 8-bit mantissa: many edges collapse
     ],
 )
 @pytest.mark.parametrize("strata", [1, 2, 7, 50, 1000, 100_000])  # 100k: collapsed edges
@@ -317,3 +325,96 @@ def test_method_names():
     ]
     with pytest.raises(UserError, match="unknown coreset mode"):
         method_name("ccs", None)
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,flags,message",
+    [
+        (("random", 1.5), {}, ["--coreset-ratio"], "must be in (0, 1], got 1.5"),
+        (("random", None), {}, ["--coreset-ratio"], "needs a ratio"),
+        ((None, 0.5), {}, ["--coreset-mode"], "one of: random, coreset, stratified, moderate"),
+        (("ccs", 0.5), {}, ["--coreset-mode"], "unknown coreset mode 'ccs'"),
+        (("random", 0.5), dict(mis_ratio=1.0), ["--mis-ratio"], "[0, 1), got 1.0"),
+        (
+            ("stratified", 0.8),
+            dict(mis_ratio=0.3),
+            ["--coreset-ratio", "--mis-ratio"],
+            "at most 1, got 0.8 + 0.3",
+        ),
+        (("random", 0.5), dict(strata=0), ["--strata"], "positive integer, got 0"),
+        (("coreset", 0.5), {}, ["--coreset-key"], "needs a score key"),
+    ],
+)
+def test_check_settings_names_the_flag(args, kwargs, flags, message):
+    with pytest.raises(UserError) as error:
+        check_settings(*args, **kwargs)
+    text = str(error.value)
+    assert message in text and all(flag in text for flag in flags) and "\n" not in text
+
+
+def test_check_settings_accepts_every_mode():
+    for mode in MODES:
+        check_settings(mode, 0.5, key="el2n", mis_ratio=0.5, strata=1)
+    check_settings("stratified", 0.5)  # stratified and moderate have default keys
+    check_settings("moderate", 1.0)
+
+
+def count_calls(monkeypatch, name):
+    calls = []
+    original = getattr(core.coreset, name)
+
+    def counted(*args, **kwargs):
+        calls.append(name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(core.coreset, name, counted)
+    return calls
+
+
+SETTINGS = [
+    dict(mode="random", ratio=0.3),
+    dict(mode="coreset", ratio=0.2, key="el2n", descending=True, class_balanced=True),
+    dict(mode="stratified", ratio=0.1, key="el2n", mis_ratio=0.3, mis_key="forgetting", strata=7),
+    dict(mode="moderate", ratio=0.4, key="accumulated_margin"),
+]
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_select_from_score_file_equals_select_coreset(tmp_path, monkeypatch, settings):
+    score = random_scores()
+    path = str(tmp_path / "data-score.pickle")
+    save_data_score(path, score)
+    expected = select_coreset(score, seed=5, num_examples=3000, **settings)
+    checks = count_calls(monkeypatch, "check_data_score")
+    chosen = select_from_score_file(path, targets=score["targets"].long(), seed=5, **settings)
+    assert torch.equal(chosen, expected)
+    assert len(checks) == (settings["mode"] != "random")  # the data are checked once
+    checks.clear()
+    select_coreset(score, seed=5, **settings)
+    assert len(checks) == 1
+
+
+def test_select_from_score_file_checks(tmp_path):
+    score = random_scores()
+    path = str(tmp_path / "data-score.pickle")
+    save_data_score(path, score)
+    settings = dict(mode="stratified", ratio=0.1, key="el2n", mis_ratio=0.2)
+    other = score["targets"].flip(0)
+    with pytest.raises(UserError) as error:
+        select_from_score_file(path, targets=other, seed=0, **settings)
+    assert str(error.value) == (
+        f"{path}: its targets differ from this dataset's labels "
+        "(scores of another dataset or another ordering?)"
+    )
+    with pytest.raises(UserError, match="score file has 3000 examples but the training set has 5"):
+        select_from_score_file(path, targets=torch.zeros(5), seed=0, **settings)
+    with pytest.raises(UserError, match="unknown score key 'aum'"):
+        select_from_score_file(path, targets=score["targets"], **dict(settings, key="aum"))
+    with pytest.raises(UserError, match="--coreset-ratio"):  # settings first: no file read
+        select_from_score_file("/nonexistent.pickle", targets=other, **dict(settings, ratio=2))
+    with pytest.raises(UserError, match="score file not found: /nonexistent.pickle"):
+        select_from_score_file("/nonexistent.pickle", targets=other, **settings)
+    with pytest.raises(UserError, match=r"needs a score file \(--data-score-path\)"):
+        select_from_score_file(None, targets=other, **settings)
+    random = select_from_score_file(None, mode="random", ratio=0.5, targets=other, seed=1)
+    assert torch.equal(random, select_coreset(None, "random", 0.5, seed=1, num_examples=3000))

@@ -11,8 +11,10 @@ import urllib.error
 
 import numpy as np
 import pytest
+import scipy.io
 import torch
 import torchvision
+from PIL import Image
 from tinydata import tiny_images, write_tiny
 
 from core.data import DATASETS, load_dataset
@@ -111,8 +113,6 @@ def test_svhn_matches_torchvision_reader(tmp_path):
 
 
 def test_svhn_pixel_layout(tmp_path):
-    import scipy.io
-
     x = np.zeros((32, 32, 3, 2), np.uint8)
     x[2, 7, 1, 1] = 200  # row 2, column 7, green, image 1
     (tmp_path / "svhn").mkdir()
@@ -169,8 +169,6 @@ def test_cinic10_cache(tmp_path, monkeypatch):
     assert torch.equal(first.train.images, second.train.images)
     # A new image changes the file list, so the stale cache is not used.
     extra = np.full((32, 32, 3), 7, np.uint8)
-    from PIL import Image
-
     Image.fromarray(extra).save(os.path.join(root, "valid", "truck", "zzz.png"))
     third = load_dataset("cinic10", str(tmp_path), download=False)
     assert len(third.train) == 21 and third.train.images[-1].eq(7).all()

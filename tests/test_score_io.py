@@ -1,12 +1,16 @@
 """core.score_io: the reference pickle format round-trips; hostile files run nothing."""
 
+import io
 import os
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
 import torch
+from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
 
+from core import safe_pickle
 from core.errors import UserError
 from core.score_io import load_data_score, save_data_score
 
@@ -79,8 +83,6 @@ class EvilStorage:
         self.marker = marker
 
     def __reduce__(self):
-        from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
-
         sys_info = {
             "protocol_version": PROTOCOL_VERSION,
             "little_endian": True,
@@ -166,13 +168,29 @@ def test_hostile_torch_save_file_is_refused(tmp_path):
 
 
 def test_a_pt_path_is_written_with_torch_save_and_reads_back(tmp_path):
-    import zipfile
-
-    from core.score_io import load_data_score, save_data_score
-
     path = str(tmp_path / "imagenet-data-score.pt")
     score = {"el2n": torch.tensor([0.5, 1.5]), "targets": torch.tensor([1, 0], dtype=torch.int32)}
     save_data_score(path, score)
     assert zipfile.is_zipfile(path)  # torch.save's format, as the ImageNet seed command expects
     loaded = load_data_score(path)
     assert set(loaded) == set(score) and all(torch.equal(loaded[k], score[k]) for k in score)
+
+
+def test_the_one_unpickler_reads_python2_style_and_container_pickles():
+    # what the CIFAR reader needs: bytes keys and numpy arrays, protocol 2, latin1 or bytes
+    batch = {b"data": np.arange(6, dtype=np.uint8).reshape(2, 3), b"labels": [1, 0]}
+    blob = pickle.dumps(batch, protocol=2)
+    for encoding in ("latin1", "bytes"):
+        loaded = safe_pickle.load(io.BytesIO(blob), encoding=encoding)
+        assert loaded[b"labels"] == [1, 0] and loaded[b"data"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    containers = {"s": {1, 2}, "b": bytearray(b"ab"), "e": b"", "t": torch.ones(2)}
+    loaded = safe_pickle.load(io.BytesIO(pickle.dumps(containers, protocol=2)))
+    assert loaded["s"] == {1, 2} and loaded["b"] == b"ab" and loaded["e"] == b""
+    assert torch.equal(loaded["t"], torch.ones(2))
+
+
+def test_the_one_unpickler_refuses_by_name(tmp_path):
+    marker = tmp_path / "pwned"
+    with pytest.raises(safe_pickle.RefusedGlobal) as refused:
+        safe_pickle.load(io.BytesIO(pickle.dumps(Evil(marker), protocol=2)), encoding="latin1")
+    assert refused.value.name == f"{os.system.__module__}.system" and not marker.exists()

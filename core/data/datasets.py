@@ -5,11 +5,8 @@ straight from the files torchvision's downloaders produce; no checksums are comp
 time. The data root is ``os.path.join(data_dir, name)`` as in the reference scripts.
 """
 
-import builtins
-import codecs
 import hashlib
 import os
-import pickle
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core import safe_pickle
 from core.errors import UserError
 from core.fileio import atomic_write
 
@@ -159,51 +157,12 @@ def _fetch_cinic10(root: str) -> None:
 # CIFAR: pickled dicts {data: uint8 [n, 3072] as R, G, B planes, labels: [n]}
 
 
-def _numpy_attribute(modules: tuple, name: str):
-    for module in modules:
-        try:
-            return getattr(__import__(module, fromlist=[name]), name)
-        except (ImportError, AttributeError):
-            continue
-    return None
-
-
-def _allowed_globals() -> dict:
-    """The only callables a CIFAR pickle may name: numpy array reconstruction and builtins."""
-    reconstruct = _numpy_attribute(
-        ("numpy._core.multiarray", "numpy.core.multiarray"), "_reconstruct"
-    )
-    frombuffer = _numpy_attribute(("numpy._core.numeric", "numpy.core.numeric"), "_frombuffer")
-    allowed = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): codecs.encode,  # Python 3 protocol-2 pickles store bytes this way
-    }
-    for prefix in ("numpy.core", "numpy._core"):
-        allowed[(f"{prefix}.multiarray", "_reconstruct")] = reconstruct
-        allowed[(f"{prefix}.numeric", "_frombuffer")] = frombuffer
-    for name in ("list", "dict", "tuple", "set", "frozenset", "bytearray", "bytes", "str", "int"):
-        allowed[("builtins", name)] = getattr(builtins, name)
-    return allowed
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Refuses every global outside the allow-list, so a tampered file cannot run code."""
-
-    allowed = _allowed_globals()
-
-    def find_class(self, module: str, name: str):
-        found = self.allowed.get((module, name))
-        if found is None:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return found
-
-
 def _load_cifar_pickle(path: str) -> dict:
-    """A CIFAR pickle as a dict with str keys (the files are Python 2 pickles: latin1)."""
+    """A CIFAR pickle as a dict with str keys (the files are Python 2 pickles: latin1), read
+    with the restricted unpickler so that a tampered file cannot run code."""
     try:
         with open(path, "rb") as fh:
-            content = _CifarUnpickler(fh, encoding="latin1").load()
+            content = safe_pickle.load(fh, encoding="latin1")
     except Exception as exc:  # unpickling can fail in many ways; all mean "corrupt"
         raise UserError(
             f"{path} is not a readable CIFAR pickle ({exc}); delete it and download again"
