@@ -8,6 +8,7 @@ checks only: checks run before anything is read or written, and raise UserError.
 import argparse
 
 from core.coreset import MODES as CORESET_MODES
+from core.coreset import check_settings
 from core.errors import UserError, exit_with_error
 
 
@@ -218,26 +219,12 @@ def check_coreset_args(args) -> None:
     """Flag-level checks; the score file itself is checked when it is read."""
     if not args.coreset:
         return
-    if args.coreset_mode is None:
-        raise UserError("--coreset needs --coreset-mode (random, coreset, stratified, moderate)")
-    if args.coreset_ratio is None:
-        raise UserError("--coreset needs --coreset-ratio")
-    if not 0 < args.coreset_ratio <= 1:
-        raise UserError(f"--coreset-ratio must be in (0, 1], got {args.coreset_ratio}")
-    if not 0 <= args.mis_ratio < 1:
-        raise UserError(f"--mis-ratio must be in [0, 1), got {args.mis_ratio}")
-    if args.coreset_mode == "stratified" and args.coreset_ratio + args.mis_ratio > 1:
-        raise UserError(
-            f"--coreset-ratio {args.coreset_ratio} + --mis-ratio {args.mis_ratio} "
-            "exceed 1: not enough examples survive the hard cut"
-        )
-    if args.strata <= 0:
-        raise UserError(f"--strata must be positive, got {args.strata}")
-    if args.coreset_mode != "random":
-        if not args.data_score_path:
-            raise UserError(f"--coreset-mode {args.coreset_mode} needs --data-score-path")
-        if args.coreset_mode in ("coreset", "stratified") and not args.coreset_key:
-            raise UserError(f"--coreset-mode {args.coreset_mode} needs --coreset-key")
+    check_settings(args.coreset_mode, args.coreset_ratio, key=args.coreset_key,
+                   mis_ratio=args.mis_ratio, strata=args.strata)  # fmt: skip
+    if args.coreset_mode != "random" and not args.data_score_path:
+        raise UserError(f"--coreset-mode {args.coreset_mode} needs --data-score-path")
+    if args.coreset_mode == "stratified" and not args.coreset_key:
+        raise UserError("--coreset-mode stratified needs --coreset-key")
 
 
 def coreset_settings(args) -> dict | None:

@@ -419,24 +419,3 @@ __all__ = [
     "stratified_sample",
     "stratify",
 ]
-
-
-def select_from_score_file(path, *, targets, seed, **settings):  # TEMP shim
-    from core.score_io import load_data_score
-
-    data_score = None
-    n = len(targets)
-    if settings["mode"] != "random":
-        data_score = load_data_score(path)
-        keys = [settings["key"]]
-        if settings["mode"] == "stratified" and settings["mis_ratio"] > 0:
-            keys.append(settings["mis_key"])
-        check_data_score(data_score, num_examples=n, keys=keys)
-        if "targets" in data_score and not torch.equal(
-            data_score["targets"].long(), targets.long()
-        ):
-            raise UserError(
-                f"{path}: its targets differ from this dataset's labels "
-                "(scores of another dataset or another ordering?)"
-            )
-    return select_coreset(data_score, num_examples=n, seed=seed, **settings)
