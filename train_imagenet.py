@@ -17,7 +17,7 @@ from core import cli
 from core.coreset import select_from_score_file
 from core.data.imagenet import ImageFolderLoader, default_workers, load_imagefolder
 from core.models import IMAGENET_NETWORKS, build_model
-from core.run_folder import RunFolder
+from core.run_folder import RunFolder, claim_run_folder
 from core.scores import TrainingDynamics
 from core.training import distributed as dist_utils
 from core.training.checkpoint import already_finished, resume_state
@@ -60,6 +60,7 @@ def main(args) -> int:
     cli.check_imagefolder_args(args)
     device = dist_utils.start_process(args.device, args.gpuid)
     run = RunFolder(args.base_dir, args.task_name)
+    claim_run_folder(run)  # one process per run folder
     fingerprint = cli.fingerprint(args, FINGERPRINT)
     state = resume_state(run, fingerprint, args.no_resume)
     if already_finished(run, state):

@@ -6,6 +6,8 @@ checks only: checks run before anything is read or written, and raise UserError.
 """
 
 import argparse
+import math
+import os
 
 from core.coreset import MODES as CORESET_MODES
 from core.coreset import check_settings
@@ -27,8 +29,8 @@ def add_run_flags(parser: argparse.ArgumentParser, data_dir_default="./data") ->
     parser.add_argument(
         "--gpuid",
         type=str,
-        default="0",
-        help="GPU id(s), e.g. 0 or 0,1 (default: 0); ignored without CUDA",
+        default=None,
+        help="GPU id(s), e.g. 0 or 0,1 (default: 0); without CUDA the run says so and uses the CPU",
     )
     parser.add_argument(
         "--data-dir",
@@ -192,7 +194,18 @@ def add_coreset_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_run_args(args) -> None:
+    """--task-name is one plain folder name under --base-dir (no path, nothing hidden)."""
+    name = args.task_name
+    if not name or name in (".", "..") or os.sep in name or "/" in name or name.startswith("."):
+        raise UserError(
+            f"--task-name {name!r} must be a plain folder name (no '/', not empty, not "
+            "starting with '.'); --base-dir says where it goes"
+        )
+
+
 def check_training_args(args) -> None:
+    check_run_args(args)
     if (args.epochs is None) == (args.iterations is None):
         raise UserError("give exactly one of --epochs and --iterations")
     length = args.epochs if args.epochs is not None else args.iterations
@@ -201,8 +214,13 @@ def check_training_args(args) -> None:
         raise UserError(f"{flag} must be positive, got {length}")
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.lr <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}")
+    if not math.isfinite(args.lr) or args.lr <= 0:
+        raise UserError(f"--lr must be a positive number, got {args.lr}")
+    if not math.isfinite(args.checkpoint_interval) or args.checkpoint_interval < 0:
+        raise UserError(
+            f"--checkpoint-interval must be 0 or more seconds, got {args.checkpoint_interval}"
+        )
+
     if args.iterations_per_testing <= 0:
         raise UserError(
             f"--iterations-per-testing must be positive, got {args.iterations_per_testing}"

@@ -5,8 +5,16 @@ so the layout (which follows the reference scripts' names, see docs/FAITHFULNESS
 spelled once.
 """
 
+import atexit
+import contextlib
 import dataclasses
 import os
+import socket
+
+from core.errors import UserError
+from core.training.distributed import launched_rank
+
+LOCK_NAME = ".lock"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,3 +65,80 @@ class RunFolder:
     def features(self) -> str:
         """Penultimate-layer features of the final model (coverage, moderate, D2, k-center)."""
         return self._file(f"features-{self.task}.pt")
+
+
+def claim_run_folder(run: RunFolder) -> None:
+    """Make the run folder and own it for this process's lifetime: a second run of the same
+    task stops with one line naming the first one's PID. A lock left by a process that no
+    longer exists (killed, machine rebooted) is stale and taken over.
+
+    The lock is ``<run>/.lock`` holding "pid host"; it is removed when this process exits,
+    and so is the folder if nothing else was written to it. Under torchrun rank 0 holds it.
+    """
+    if launched_rank() != 0:
+        return
+    created = _missing_folders(run.dir)
+    try:
+        os.makedirs(run.dir, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create the run folder {run.dir}: {error.strerror}") from None
+    path = os.path.join(run.dir, LOCK_NAME)
+    me = f"{os.getpid()} {socket.gethostname()}"
+    for _ in range(2):  # the second try follows the removal of a stale lock
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(path)
+            if owner is not None:
+                pid, host = owner
+                raise UserError(
+                    f"{run.dir} is in use by process {pid} on {host} (another run of the same "
+                    "task); wait for it to finish, stop it, or pick another --task-name"
+                ) from None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        atexit.register(_release, path, me, created)
+        return
+    raise UserError(f"cannot take the lock {path}; remove it if no run is using {run.dir}")
+
+
+def _lock_owner(path: str) -> tuple[int, str] | None:
+    """(pid, host) of a live owner of the lock, None if the lock is stale or unreadable."""
+    try:
+        with open(path) as fh:
+            pid_text, host = fh.read().split(maxsplit=1)
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None  # torn or foreign content: a crash mid-write, treat as stale
+    if host != socket.gethostname():
+        return pid, host  # cannot check another machine's processes: assume it is alive
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # exists, owned by another user
+    return pid, host
+
+
+def _missing_folders(folder: str) -> list[str]:
+    """The folders that making ``folder`` creates, deepest first."""
+    missing = []
+    folder = os.path.abspath(folder)
+    while not os.path.exists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
+def _release(path: str, me: str, created: list[str]) -> None:
+    with contextlib.suppress(OSError):
+        with open(path) as fh:
+            if fh.read() != me:
+                return  # someone took over a lock they judged stale: not ours to remove
+        os.unlink(path)
+        for folder in created:  # a run that wrote nothing (e.g. its data was missing) leaves
+            os.rmdir(folder)  # no folder behind; rmdir refuses a folder that holds anything

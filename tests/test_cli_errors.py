@@ -74,6 +74,10 @@ def score_files(tmp_path_factory):
 
 
 CASES = {
+    "lr nan": (["--epochs", "1", "--lr", "nan"], ["--lr", "nan"]),
+    "negative train subset": (["--epochs", "1", "--train-subset", "-3"], ["--train-subset", "-3"]),
+    "empty task name": (["--epochs", "1", "--task-name", ""], ["--task-name"]),
+    "task name escaping base dir": (["--epochs", "1", "--task-name", "../escape"], ["../escape"]),
     "both lengths": (["--epochs", "1", "--iterations", "5"], ["--epochs", "--iterations"]),
     "no length": ([], ["--epochs"]),
     "unknown dataset": (["--epochs", "1", "--dataset", "mnist"], ["--dataset", "mnist"]),
@@ -194,3 +198,31 @@ def test_scoring_an_unfinished_or_missing_run(tmp_path):
         check=False,
     )
     assert_user_error(proc, "ckpt-last.pt")
+
+
+def test_uncreatable_base_dir_is_one_line(tiny_cifar10):
+    proc = train(tiny_cifar10, "/proc/no/such/runs", "--epochs", "1")
+    assert_user_error(proc, "/proc/no/such/runs")
+
+
+def test_hostile_checkpoint_gets_our_refusal(tiny_cifar10, tmp_path):
+    base = tmp_path / "runs"
+    os.makedirs(base / "t")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path}/pwned",))
+
+    torch.save({"position": Evil()}, base / "t" / "ckpt-last.pt")
+    proc = train(tiny_cifar10, str(base), "--epochs", "1")
+    assert_user_error(proc, "ckpt-last.pt", "refusing")
+    assert "weights_only" not in proc.stderr and len(proc.stderr) < 300
+    assert not os.path.exists(tmp_path / "pwned")
+
+
+def test_gpuid_without_cuda_says_it_uses_the_cpu(tiny_cifar10, tmp_path):
+    proc = train(tiny_cifar10, str(tmp_path / "runs"), "--epochs", "1", "--gpuid", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "--gpuid 0: CUDA is not available; training on the CPU" in proc.stdout
+    quiet = train(tiny_cifar10, str(tmp_path / "runs2"), "--epochs", "1")
+    assert "CUDA is not available" not in quiet.stdout

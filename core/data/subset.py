@@ -16,7 +16,9 @@ def take_train_subset(bundle, size: int):
     positions, so scores and coreset indices refer to positions within the subset.
     """
     n = len(bundle.train.targets)
-    if size <= 0 or size == n:
+    if size < 0:
+        raise UserError(f"--train-subset must be 0 (all) or a positive size, got {size}")
+    if size == 0 or size == n:
         return bundle
     if size > n:
         raise UserError(

@@ -8,6 +8,7 @@ import torch
 from core.errors import UserError
 from core.fileio import atomic_torch_save
 from core.run_folder import RunFolder
+from core.safe_pickle import RefusedGlobal, torch_load
 from core.training import distributed as dist_utils
 
 
@@ -28,12 +29,17 @@ def save_checkpoint(state: dict, path: str) -> None:
     atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: str, map_location="cpu") -> dict:
-    """Load a checkpoint without executing code from it (weights_only=True)."""
+def load_checkpoint(path: str) -> dict:
+    """Load a checkpoint onto the CPU without executing code from it (weights_only=True)."""
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch_load(path)
+    except RefusedGlobal as refused:
+        raise UserError(
+            f"refusing to read checkpoint {path}: it names {refused.name}, which no checkpoint "
+            "of this project holds (a file from elsewhere, or tampered with)"
+        ) from None
     except Exception as exc:  # torch raises several types for corrupt or foreign files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot read checkpoint {path}: {first}") from None

@@ -95,7 +95,7 @@ def parse_gpu_ids(gpuid: str) -> list[int]:
     return ids
 
 
-def relaunch_per_gpu(gpuid: str, device_flag: str) -> None:
+def relaunch_per_gpu(gpuid: str | None, device_flag: str) -> None:
     """``--gpuid 0,1``: restart this command under torchrun with one process per listed GPU.
 
     Does nothing under torchrun already, for a single id, for ``--device cpu``, or without CUDA
@@ -103,8 +103,14 @@ def relaunch_per_gpu(gpuid: str, device_flag: str) -> None:
     process becomes torchrun, which forwards signals to the workers and ends them all when
     one fails.
     """
+    if gpuid is None:  # not given: GPU 0 when there is one, silently the CPU otherwise
+        return
     ids = parse_gpu_ids(gpuid)
-    if len(ids) == 1 or local_rank() is not None or device_flag not in ("auto", "cuda"):
+    if local_rank() is not None or device_flag not in ("auto", "cuda"):
+        return
+    if len(ids) == 1:
+        if not torch.cuda.is_available() and device_flag == "auto":
+            print(f"--gpuid {gpuid}: CUDA is not available; training on the CPU", flush=True)
         return
     if not torch.cuda.is_available():
         print(
@@ -151,12 +157,12 @@ def init_from_env(device: torch.device) -> None:
         dist.init_process_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
 
 
-def select_device(device_flag: str, gpuid: str) -> torch.device:
+def select_device(device_flag: str, gpuid: str | None) -> torch.device:
     """--device auto means cuda:<first --gpuid> when CUDA is there, else the CPU."""
     if device_flag == "auto":
         if torch.cuda.is_available():
             local = local_rank()  # under torchrun: one GPU per process
-            first = local if local is not None else int(gpuid.split(",")[0] or 0)
+            first = local if local is not None else parse_gpu_ids(gpuid or "0")[0]
             return torch.device("cuda", first)
         return torch.device("cpu")
     try:
@@ -170,7 +176,7 @@ def select_device(device_flag: str, gpuid: str) -> torch.device:
     return device
 
 
-def start_process(device_flag: str, gpuid: str) -> torch.device:
+def start_process(device_flag: str, gpuid: str | None) -> torch.device:
     """This process's device, after relaunching per GPU (``--gpuid 0,1``) and joining the
     process group when there is one (torchrun)."""
     relaunch_per_gpu(gpuid, device_flag)
@@ -229,10 +235,12 @@ def shutdown() -> None:
 def run_entry_point(main, args) -> int:
     """Run a script's ``main(args)``: a UserError becomes ``error: ...`` and exit code 2, and the
     process group is always left cleanly (a gloo process exiting inside one aborts)."""
+    where = f"[rank {launched_rank()}] " if launched_world_size() > 1 else ""
     try:
         return main(args)
     except UserError as err:
-        where = f"[rank {launched_rank()}] " if launched_world_size() > 1 else ""
         exit_with_error(where + str(err))
+    except KeyboardInterrupt:  # outside training, which checkpoints and exits 130 itself
+        exit_with_error(where + "interrupted (files are only ever written whole)", code=130)
     finally:
         shutdown()
