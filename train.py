@@ -14,7 +14,7 @@ import time
 from core import cli
 from core.coreset import select_from_score_file
 from core.data import DATASETS, DeviceLoader, load_dataset
-from core.data.subset import take_train_subset
+from core.data.subset import take_test_subset, take_train_subset
 from core.models import CIFAR_NETWORKS, build_model
 from core.run_folder import RunFolder, claim_run_folder
 from core.scores import TrainingDynamics
@@ -35,6 +35,7 @@ FINGERPRINT = (
     "lr",
     "seed",
     "train_subset",
+    "test_subset",
 )
 
 
@@ -62,6 +63,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="(ours) train on a fixed subset of this many examples, which then "
         "stands in for the whole training set; 0 = all (default: 0)",
     )
+    parser.add_argument(
+        "--test-subset",
+        type=int,
+        default=0,
+        help="(ours) test on a fixed subset of this many test examples, for quick smoke runs; "
+        "0 = all (default: 0)",
+    )
     return parser
 
 
@@ -78,7 +86,7 @@ def main(args) -> int:
 
     with dist_utils.local_main_first():  # one download per node
         data = load_dataset(args.dataset, args.data_dir, download=not args.no_download)
-    data = take_train_subset(data, args.train_subset)
+    data = take_test_subset(take_train_subset(data, args.train_subset), args.test_subset)
     n, coreset = len(data.train.targets), cli.coreset_settings(args)
     indices = None
     if coreset is not None:

@@ -19,3 +19,27 @@ method_flags() {
 
 # keep fraction for a pruning rate, e.g. 0.9 -> 0.1
 keep_ratio() { awk -v r="$1" 'BEGIN { printf "%g", 1 - r }'; }
+
+fail() { echo "error: $*" >&2; exit 2; }
+
+# check_list FLAG VALUES KIND: every comma-separated value is a number of that kind
+# (fraction: a pruning rate in (0, 1); beta: a hard-cut ratio in [0, 1); integer: a seed)
+check_list() {
+  local value
+  [ -n "$2" ] || fail "$1 needs a value"
+  for value in ${2//,/ }; do
+    case "$3" in
+      integer) [[ "$value" =~ ^[0-9]+$ ]] || fail "$1: '$value' is not a whole number" ;;
+      fraction|beta)
+        [[ "$value" =~ ^(0?\.[0-9]+|0|1|1\.0*|0\.)$ ]] ||
+          fail "$1: '$value' is not a number between 0 and 1"
+        if [ "$3" = fraction ]; then
+          awk -v v="$value" 'BEGIN { exit !(v > 0 && v < 1) }' ||
+            fail "$1: '$value' must be above 0 and below 1"
+        else
+          awk -v v="$value" 'BEGIN { exit !(v >= 0 && v < 1) }' ||
+            fail "$1: '$value' must be at least 0 and below 1"
+        fi ;;
+    esac
+  done
+}

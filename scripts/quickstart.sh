@@ -11,17 +11,23 @@
 #         1,000 iterations of batch 128 (about 35 minutes on 2 cores at one rate)
 #   gpu   ResNet-18, the full 50,000 training set, 200 epochs of dynamics (the paper's),
 #         coresets trained 10,000 iterations of batch 256
-#   smoke ResNet-20, a 1,000-example subset, 2 epochs, coresets trained 20 iterations
+#   smoke ResNet-20, a 1,000-example subset, 2 epochs, coresets trained 20 iterations,
+#         tested on 1,000 test images (a taste, not a result)
 # Rerunning skips finished runs and resumes unfinished ones. CIFAR-10 is downloaded into
-# --data-dir (default $DATA_DIR or ./data) when it is not already there.
+# --data-dir (default $DATA_DIR or ./data) when it is not already there. Paths are relative
+# to the folder you run it from; it works from any folder.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/methods.sh
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/methods.sh"
 
 PROFILE="" RATES="0.9" SEEDS="0" BETA="0.3" DEVICE="auto"
 DATA_DIR="${DATA_DIR:-./data}" BASE_DIR="" OUT=""
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile|--rates|--seeds|--beta|--data-dir|--base-dir|--out|--device)
+      [ $# -ge 2 ] || fail "$1 needs a value (see --help)" ;;
+  esac
   case "$1" in
     --profile) PROFILE="$2"; shift 2 ;;
     --rates) RATES="$2"; shift 2 ;;
@@ -32,33 +38,36 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
-    *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    *) fail "unknown argument $1 (see --help)" ;;
   esac
 done
+check_list "--rates" "$RATES" fraction
+check_list "--seeds" "$SEEDS" integer
+check_list "--beta" "$BETA" beta
 PY="${PYTHON:-python}"
 if [ -z "$PROFILE" ]; then
   if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     PROFILE=gpu; else PROFILE=cpu; fi
 fi
 case "$PROFILE" in
-  cpu)   NET=resnet20 SUBSET=20000 EPOCHS=10  ITERS=1000  BS=128 ;;
-  gpu)   NET=resnet18 SUBSET=0     EPOCHS=200 ITERS=10000 BS=256 ;;
-  smoke) NET=resnet20 SUBSET=1000  EPOCHS=2   ITERS=20    BS=64 ;;
-  *) echo "error: --profile must be cpu, gpu or smoke, got $PROFILE" >&2; exit 2 ;;
+  cpu)   NET=resnet20 SUBSET=20000 EPOCHS=10  ITERS=1000  BS=128 TEST=0 ;;
+  gpu)   NET=resnet18 SUBSET=0     EPOCHS=200 ITERS=10000 BS=256 TEST=0 ;;
+  smoke) NET=resnet20 SUBSET=1000  EPOCHS=2   ITERS=20    BS=64  TEST=1000 ;;
+  *) fail "--profile must be cpu, gpu or smoke, got $PROFILE" ;;
 esac
 BASE_DIR="${BASE_DIR:-./data-model/cifar10-$PROFILE}"
 OUT="${OUT:-$BASE_DIR}"
 COMMON=(--dataset cifar10 --data-dir "$DATA_DIR" --network "$NET" --batch-size "$BS"
-        --train-subset "$SUBSET" --device "$DEVICE")
+        --train-subset "$SUBSET" --test-subset "$TEST" --device "$DEVICE")
 SCORE="$BASE_DIR/all-data/data-score-all-data.pickle"
 
 echo "== quickstart: profile $PROFILE ($NET, subset ${SUBSET/#0/all}, $EPOCHS epochs of dynamics," \
      "$ITERS iterations per coreset), rates $RATES, seeds $SEEDS, runs in $BASE_DIR"
 echo "== 1/3 full-data run with training dynamics"
-"$PY" train.py "${COMMON[@]}" --epochs "$EPOCHS" --task-name all-data --base-dir "$BASE_DIR"
+"$PY" "$ROOT/train.py" "${COMMON[@]}" --epochs "$EPOCHS" --task-name all-data --base-dir "$BASE_DIR"
 if [ ! -f "$SCORE" ]; then
   echo "== 2/3 importance scores"
-  "$PY" generate_importance_score.py --base-dir "$BASE_DIR" --task-name all-data \
+  "$PY" "$ROOT/generate_importance_score.py" --base-dir "$BASE_DIR" --task-name all-data \
     --device "$DEVICE"
 fi
 
@@ -69,11 +78,11 @@ for rate in ${RATES//,/ }; do
     for method in $METHODS; do
       echo "-- $method at pruning rate $rate, seed $seed"
       # shellcheck disable=SC2046
-      "$PY" train.py "${COMMON[@]}" --iterations "$ITERS" --seed "$seed" \
+      "$PY" "$ROOT/train.py" "${COMMON[@]}" --iterations "$ITERS" --seed "$seed" \
         --task-name "$method-$rate-s$seed" --base-dir "$BASE_DIR/coresets" --coreset \
         --coreset-ratio "$ratio" --data-score-path "$SCORE" $(method_flags "$method" "$BETA")
     done
   done
 done
 echo "== report"
-"$PY" -m core.report "$BASE_DIR" --out "$OUT"
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m core.report "$BASE_DIR" --out "$OUT"

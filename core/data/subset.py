@@ -32,3 +32,21 @@ def take_train_subset(bundle, size: int):
         targets=bundle.train.targets[keep].contiguous(),
     )
     return dataclasses.replace(bundle, train=train)
+
+
+def take_test_subset(bundle, size: int):
+    """The bundle with its test set cut to ``size`` examples (seed 0; 0 = all): a quicker,
+    noisier test for smoke runs. Never the paper's protocol."""
+    n = len(bundle.test.targets)
+    if size < 0:
+        raise UserError(f"--test-subset must be 0 (all) or a positive size, got {size}")
+    if size == 0 or size >= n:
+        return bundle
+    generator = torch.Generator().manual_seed(SUBSET_SEED)
+    keep = torch.randperm(n, generator=generator)[:size].sort().values
+    test = dataclasses.replace(
+        bundle.test,
+        images=bundle.test.images[keep].contiguous(),
+        targets=bundle.test.targets[keep].contiguous(),
+    )
+    return dataclasses.replace(bundle, test=test)
