@@ -301,8 +301,9 @@ def fingerprint(args, keys) -> dict:
 def run_record(args, dataset: str) -> dict:
     """What metrics.json says about how a run was made (besides its results and provenance)."""
     coreset = coreset_settings(args)
-    if coreset is not None:
-        coreset["data_score_path"] = args.data_score_path
+    if coreset is not None:  # absolute: the report finds it from any folder
+        path = args.data_score_path
+        coreset["data_score_path"] = os.path.abspath(path) if path else None
     return {
         "seed": args.seed,
         "dataset": dataset,

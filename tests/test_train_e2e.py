@@ -156,6 +156,9 @@ def test_full_data_run_writes_its_files(pipeline):
     # the log mirrors what was printed
     log = open(f"{run}/log-train-all-data.log").read()
     assert f"epoch {EPOCHS}/{EPOCHS}" in log and "done: best acc" in log
+    # output to a pipe: plain lines, no progress bar's carriage returns
+    for proc in outputs.values():
+        assert "\r" not in proc.stdout + proc.stderr
 
 
 def test_tiny_data_is_learned(pipeline):

@@ -9,18 +9,19 @@ Loaders yield ``(index, images, targets)`` already on the device, via
 import contextlib
 import math
 import signal
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from core.models import unwrap
 from core.run_folder import RunFolder
 from core.training import distributed as dist_utils
 from core.training.checkpoint import rng_state, save_checkpoint, set_rng_state
+from core.training.progress import Progress
 from core.training.runlog import RunLog
+
+EPOCH_LOG_INTERVAL_S = 10.0  # runs of tiny epochs (small coresets) log one line per 10 s
 
 
 class Interrupted(Exception):
@@ -183,15 +184,8 @@ class Trainer:
             )
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._last_save = time.monotonic()
-        bar = tqdm(
-            total=total_iterations,
-            initial=self.position["iteration"],
-            unit="it",
-            disable=not self.progress,
-            dynamic_ncols=True,
-            leave=False,
-            mininterval=0.1 if sys.stderr.isatty() else 5.0,  # quiet logs when piped
-        )
+        bar = Progress(total_iterations, self.position["iteration"], enabled=self.progress)
+        last_line = 0.0  # epoch lines: every test and the last, others at most every 10 s
         try:
             while self.position["iteration"] < total_iterations:
                 epoch = self.position["epoch"]
@@ -223,8 +217,10 @@ class Trainer:
                     )
                     line += f" (best {self.best_acc:.4f})"
                 rate = self.images_seen / max(self.train_time_s, 1e-9)
-                bar.set_postfix_str(f"{rate:,.0f} img/s")
-                self._say(line + f" | {rate:,.0f} img/s")
+                bar.set_rate(f"{rate:,.0f} img/s")
+                if finished or test_epoch or time.monotonic() - last_line >= EPOCH_LOG_INTERVAL_S:
+                    self._say(line + f" | {rate:,.0f} img/s")
+                    last_line = time.monotonic()
                 if not finished and (due_v > 0 or test_epoch):
                     self.save_last()
         except Interrupted as stop:
