@@ -262,3 +262,44 @@ def test_datasets_get_their_own_sections(base, tmp_path):
     report.plot_accuracy(runs, str(tmp_path / "accuracy.png"))
     assert_png(tmp_path / "accuracy.png")
 
+
+def test_missing_recorded_files_are_named_in_notes(base, tmp_path, capsys):
+    score_file(base).unlink()
+    out = tmp_path / "report"
+    report.main([str(base), "--out", str(out), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    note = next(line for line in printed.splitlines() if "no strata.png" in line)
+    assert note.startswith("note: ") and str(score_file(base)) in note
+    assert_png(out / "coverage.png")  # the features beside it are still there
+    (base / "full" / "features-full.pt").unlink()
+    report.main([str(base), "--out", str(out), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert f"features file {base / 'full' / 'features-full.pt'} is missing" in printed
+    assert "note: no coverage.png" in printed
+
+
+def test_features_are_found_only_beside_a_recorded_or_given_score_file(tmp_path, capsys):
+    root = tmp_path / "runs"
+    full = write_run(root, "full", "full", 0.0, 0.95)
+    features = torch.stack([torch.arange(N, dtype=torch.float32), torch.zeros(N)], dim=1)
+    torch.save({"features": features}, full / "features-full.pt")
+    score_file(root).write_bytes(pickle.dumps({"accumulated_margin": torch.zeros(N)}))
+    write_run(root, "random-50", "random", 0.5, 0.9, 0, RANDOM_50[0])  # records no score file
+    out = tmp_path / "report"
+    report.main([str(root), "--out", str(out), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert "no run records the score file" in printed and "pass --features" in printed
+    assert not (out / "coverage.png").exists()
+    report.main([str(root), "--out", str(out), "--data-score", str(score_file(root))])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"][1]["aucpr"] == pytest.approx(hand_aucpr(RANDOM_50[0]))
+    assert summary["generated_by"]["features"] == str(full / "features-full.pt")
+    assert_png(out / "coverage.png")
+
+
+def test_explicit_missing_score_file_is_a_user_error(base, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(base), "--data-score", str(base / "nope.pickle")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --data-score") and "nope.pickle" in err[0]
