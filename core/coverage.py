@@ -101,30 +101,3 @@ def aucpr(distances: TensorLike) -> float:
     if len(distances) == 0:
         raise UserError("no distances: the target set is empty")
     return float(distances.mean())
-
-
-def coreset_aucpr(
-    features: torch.Tensor,
-    indices: torch.Tensor,
-    target_indices: torch.Tensor | None = None,
-    chunk_size: int = 4096,
-    device: str | torch.device | None = None,
-) -> float:
-    """AUCpr of the coreset ``features[indices]`` over the target ``features[target_indices]``.
-
-    The target defaults to every row of ``features`` (the whole training set, as in the paper).
-    """
-    features = _as_matrix("features", features)
-    indices = torch.as_tensor(indices, dtype=torch.long)
-    _check_indices("coreset indices", indices, len(features))
-    target = features
-    if target_indices is not None:
-        target_indices = torch.as_tensor(target_indices, dtype=torch.long)
-        _check_indices("target indices", target_indices, len(features))
-        target = features[target_indices]
-    return aucpr(nearest_distances(target, features[indices], chunk_size, device))
-
-
-def _check_indices(name: str, indices: torch.Tensor, size: int) -> None:
-    if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= size):
-        raise UserError(f"{name} fall outside the {size} rows of the feature matrix")

@@ -5,13 +5,7 @@ import math
 import pytest
 import torch
 
-from core.coverage import (
-    aucpr,
-    coreset_aucpr,
-    coverage_curve,
-    default_radii,
-    nearest_distances,
-)
+from core.coverage import aucpr, coverage_curve, default_radii, nearest_distances
 from core.errors import UserError
 
 
@@ -26,7 +20,6 @@ def test_coreset_equal_to_target_has_zero_aucpr():
     assert distances.dtype == torch.float32 and distances.device.type == "cpu"
     assert torch.equal(distances, torch.zeros(300))
     assert aucpr(distances) == 0.0
-    assert coreset_aucpr(points, torch.arange(300), device="cpu") == 0.0
 
 
 def test_one_dimensional_hand_computed():
@@ -42,10 +35,11 @@ def test_one_dimensional_hand_computed():
 
 def test_two_dimensional_hand_computed():
     features = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0], [0.0, 1.0]])
+    coreset = features[[0, 2]]
     # coreset = rows 0 and 2; distances: 0, 5, 0, 1 -> AUCpr 1.5
-    assert coreset_aucpr(features, torch.tensor([0, 2]), device="cpu") == pytest.approx(1.5)
+    assert aucpr(nearest_distances(features, coreset, device="cpu")) == pytest.approx(1.5)
     # target restricted to rows 1 and 3: (5 + 1) / 2
-    value = coreset_aucpr(features, [0, 2], target_indices=[1, 3], device="cpu")
+    value = aucpr(nearest_distances(features[[1, 3]], coreset, device="cpu"))
     assert value == pytest.approx(3.0)
 
 
@@ -72,9 +66,8 @@ def test_chunking_matches_brute_force(chunk_size):
 def test_half_precision_features_are_accepted():
     features = torch.randn(64, 4, generator=torch.Generator().manual_seed(3)).half()
     expected = brute_force_distances(features.float(), features[:8].float()).mean()
-    assert coreset_aucpr(features, torch.arange(8), device="cpu") == pytest.approx(
-        float(expected), rel=1e-5
-    )
+    distances = nearest_distances(features, features[:8], device="cpu")
+    assert aucpr(distances) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_coverage_curve_is_monotone_from_zero_to_one():
@@ -103,6 +96,6 @@ def test_bad_inputs_raise_user_errors():
         nearest_distances(torch.zeros(3, 2), torch.zeros(0, 2), device="cpu")
     with pytest.raises(UserError, match="features per example"):
         nearest_distances(torch.zeros(3, 2), torch.zeros(3, 4), device="cpu")
-    with pytest.raises(UserError, match="outside"):
-        coreset_aucpr(torch.zeros(3, 2), torch.tensor([0, 3]), device="cpu")
+    with pytest.raises(UserError, match="empty"):
+        aucpr([])
     assert math.isfinite(aucpr([0.5]))

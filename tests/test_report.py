@@ -1,11 +1,9 @@
-"""Known answers for core/report.py on fabricated run folders."""
+"""Known answers for the core.report package on fabricated run folders."""
 
-import importlib
 import json
 import pickle
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -46,7 +44,8 @@ def write_run(base, name, method, rate, best, seed=0, indices=None, coreset=None
     return folder
 
 
-def ccs_info(ratio, beta, strata=5):
+def ccs_info(ratio, beta, score_path, strata=5):
+    """A CCS run's metrics.json "coreset" entry; train.py records the score path as given."""
     return {
         "mode": "stratified",
         "key": "accumulated_margin",
@@ -57,8 +56,13 @@ def ccs_info(ratio, beta, strata=5):
         "descending": False,
         "class_balanced": False,
         "strata": strata,
-        "data_score_path": "full/data-score-full.pickle",
+        "data_score_path": str(score_path),
     }
+
+
+def score_file(root):
+    """Where the scoring step of the full-data run "full" writes its score file."""
+    return root / "full" / "data-score-full.pickle"
 
 
 CCS_90 = [12, 20, 28, 36]  # all above the hard cut (examples 0..9 have the lowest AUM)
@@ -80,43 +84,13 @@ def base(tmp_path):
         "accumulated_margin": torch.linspace(-1, 1, N),
         "targets": torch.zeros(N, dtype=torch.int32),
     }
-    with open(full / "data-score-full.pickle", "wb") as fh:
+    with open(score_file(root), "wb") as fh:
         pickle.dump(data_score, fh)
     for seed, best in ((0, 0.90), (1, 0.92)):
         write_run(root, f"random-50-s{seed}", "random", 0.5, best, seed, RANDOM_50[seed])
-    write_run(root, "ccs-90", "ccs", 0.9, 0.80, 0, CCS_90, ccs_info(0.1, 0.25))
+    write_run(root, "ccs-90", "ccs", 0.9, 0.80, 0, CCS_90, ccs_info(0.1, 0.25, score_file(root)))
     write_run(root, "forgetting-90", "forgetting", 0.9, 0.40, 0, FORGETTING_90)
     return root
-
-
-@pytest.fixture
-def stand_ins(monkeypatch):
-    """core.coreset / core.score_io as CONTRACTS.md describes them, where not yet written."""
-    try:
-        importlib.import_module("core.coreset")
-    except ImportError:
-        module = types.ModuleType("core.coreset")
-
-        def stratify(scores, strata):
-            scores = scores.double()
-            low, high = float(scores.min()), float(scores.max())
-            width = (high - low) / strata * (1 + 1e-9) or 1.0
-            edges = low + width * torch.arange(strata + 1, dtype=torch.float64)
-            return ((scores - low) / width).floor().long().clamp(0, strata - 1), edges
-
-        module.stratify = stratify
-        monkeypatch.setitem(sys.modules, "core.coreset", module)
-    try:
-        importlib.import_module("core.score_io")
-    except ImportError:
-        module = types.ModuleType("core.score_io")
-
-        def load_data_score(path):
-            with open(path, "rb") as fh:
-                return pickle.load(fh)
-
-        module.load_data_score = load_data_score
-        monkeypatch.setitem(sys.modules, "core.score_io", module)
 
 
 def table_row(table, label):
@@ -146,7 +120,7 @@ def test_collect_runs_sorts_by_method_rate_seed(base):
     assert runs[3]["run_dir"] == "ccs-90" and runs[3]["mis_ratio"] == 0.25
 
 
-def test_report_writes_summary_table_and_figures(base, tmp_path, stand_ins, capsys):
+def test_report_writes_summary_table_and_figures(base, tmp_path, capsys):
     out = tmp_path / "report"
     report.main([str(base), "--out", str(out), "--device", "cpu"])
     printed = capsys.readouterr().out
@@ -188,9 +162,10 @@ def test_report_writes_summary_table_and_figures(base, tmp_path, stand_ins, caps
     assert "β of ccs per pruning rate: 90%: 0.25" in table
 
 
-def test_strata_counts_follow_the_hard_cut(stand_ins):
+def test_strata_counts_follow_the_hard_cut():
     data_score = {"accumulated_margin": torch.linspace(-1, 1, N)}
-    counts = report.strata_counts(data_score, ccs_info(0.1, 0.25), torch.tensor(CCS_90))
+    info = ccs_info(0.1, 0.25, "unused")
+    counts = report.strata_counts(data_score, info, torch.tensor(CCS_90))
     assert len(counts["edges"]) == 6 and int(counts["sizes"].sum()) == N - 10
     assert int(counts["taken"].sum()) == 4 and counts["picked_in_cut"] == 0
     assert sorted(counts["cut_scores"].tolist()) == pytest.approx(
@@ -199,8 +174,9 @@ def test_strata_counts_follow_the_hard_cut(stand_ins):
     assert float(counts["edges"][0]) == pytest.approx(float(torch.linspace(-1, 1, N)[10]))
 
 
-def test_coverage_rate_flag_and_beta_sweep(base, tmp_path, stand_ins, capsys):
-    write_run(base, "ccs-90-b0", "ccs", 0.9, 0.70, 0, [2, 12, 22, 32], ccs_info(0.1, 0.0))
+def test_coverage_rate_flag_and_beta_sweep(base, tmp_path, capsys):
+    info = ccs_info(0.1, 0.0, score_file(base))
+    write_run(base, "ccs-90-b0", "ccs", 0.9, 0.70, 0, [2, 12, 22, 32], info)
     out = tmp_path / "report"
     report.main([str(base), "--out", str(out), "--coverage-rate", "0.5", "--device", "cpu"])
     table = (out / "table.md").read_text()
@@ -217,7 +193,7 @@ def test_coverage_rate_flag_and_beta_sweep(base, tmp_path, stand_ins, capsys):
 def test_missing_pieces_skip_figures_with_a_note(tmp_path, capsys):
     root = tmp_path / "runs"
     write_run(root, "full", "full", 0.0, 0.95)
-    write_run(root, "ccs-90", "ccs", 0.9, 0.80, 0, None, ccs_info(0.1, 0.25))
+    write_run(root, "ccs-90", "ccs", 0.9, 0.80, 0, None, ccs_info(0.1, 0.25, score_file(root)))
     (root / "broken").mkdir()
     (root / "broken" / "metrics.json").write_text("{not json")
     (root / "null-rate").mkdir()
@@ -276,9 +252,8 @@ def test_command_line_entry_point(tmp_path):
 
 def test_datasets_get_their_own_sections(base, tmp_path):
     write_run(base, "c100-full", "full", 0.0, 0.78, dataset="cifar100")
-    write_run(
-        base, "c100-ccs-90", "ccs", 0.9, 0.55, 0, None, ccs_info(0.1, 0.3), dataset="cifar100"
-    )
+    info = ccs_info(0.1, 0.3, base / "c100-full" / "data-score-c100-full.pickle")
+    write_run(base, "c100-ccs-90", "ccs", 0.9, 0.55, 0, None, info, dataset="cifar100")
     runs = report.collect_runs(str(base))
     table = report.markdown_table(runs)
     c10, c100 = table.split("### cifar100 / resnet18")
@@ -286,3 +261,45 @@ def test_datasets_get_their_own_sections(base, tmp_path):
     assert table_row(c100, "ccs") == ["—", "55.0"] and table_row(c10, "ccs") == ["—", "—", "80.0"]
     report.plot_accuracy(runs, str(tmp_path / "accuracy.png"))
     assert_png(tmp_path / "accuracy.png")
+
+
+def test_missing_recorded_files_are_named_in_notes(base, tmp_path, capsys):
+    score_file(base).unlink()
+    out = tmp_path / "report"
+    report.main([str(base), "--out", str(out), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    note = next(line for line in printed.splitlines() if "no strata.png" in line)
+    assert note.startswith("note: ") and str(score_file(base)) in note
+    assert_png(out / "coverage.png")  # the features beside it are still there
+    (base / "full" / "features-full.pt").unlink()
+    report.main([str(base), "--out", str(out), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert f"features file {base / 'full' / 'features-full.pt'} is missing" in printed
+    assert "note: no coverage.png" in printed
+
+
+def test_features_are_found_only_beside_a_recorded_or_given_score_file(tmp_path, capsys):
+    root = tmp_path / "runs"
+    full = write_run(root, "full", "full", 0.0, 0.95)
+    features = torch.stack([torch.arange(N, dtype=torch.float32), torch.zeros(N)], dim=1)
+    torch.save({"features": features}, full / "features-full.pt")
+    score_file(root).write_bytes(pickle.dumps({"accumulated_margin": torch.zeros(N)}))
+    write_run(root, "random-50", "random", 0.5, 0.9, 0, RANDOM_50[0])  # records no score file
+    out = tmp_path / "report"
+    report.main([str(root), "--out", str(out), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert "no run records the score file" in printed and "pass --features" in printed
+    assert not (out / "coverage.png").exists()
+    report.main([str(root), "--out", str(out), "--data-score", str(score_file(root))])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"][1]["aucpr"] == pytest.approx(hand_aucpr(RANDOM_50[0]))
+    assert summary["generated_by"]["features"] == str(full / "features-full.pt")
+    assert_png(out / "coverage.png")
+
+
+def test_explicit_missing_score_file_is_a_user_error(base, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(base), "--data-score", str(base / "nope.pickle")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --data-score") and "nope.pickle" in err[0]

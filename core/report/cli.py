@@ -1,0 +1,68 @@
+"""The command line: python -m core.report BASE_DIR [--out DIR] [...]."""
+
+from core.cli import ArgumentParser
+from core.errors import UserError, exit_with_error
+from core.report.build import make_report
+
+
+def parse_args(argv=None):
+    parser = ArgumentParser(
+        prog="python -m core.report",
+        description="Summarise the runs under BASE_DIR: summary.json, table.md and figures.",
+    )
+    parser.add_argument("base_dir", metavar="BASE_DIR", help="folder searched for metrics.json")
+    parser.add_argument(
+        "--out", default=None, metavar="DIR", help="folder for the report (default: BASE_DIR)"
+    )
+    parser.add_argument(
+        "--features",
+        default=None,
+        metavar="PATH",
+        help="features-<task>.pt of the full-data model, for AUCpr and coverage.png, for "
+        "every dataset (default, per dataset/network: the features file beside the score "
+        "file its coreset runs record, i.e. <run>/features-<task>.pt for "
+        "<run>/data-score-<task>.pickle, as generate_importance_score.py writes them)",
+    )
+    parser.add_argument(
+        "--data-score",
+        default=None,
+        metavar="PATH",
+        help="score file the coreset runs were selected from, for strata.png and to find "
+        "the features beside it (default: the coreset.data_score_path each run's "
+        "metrics.json records; a relative one is taken from the current folder)",
+    )
+    parser.add_argument(
+        "--coverage-rate",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="pruning rate (fraction, e.g. 0.9) of coverage.png (default: the "
+        "highest rate with coreset indices)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        metavar="DEV",
+        help="device for the distances (default: cuda when available, else cpu)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        table, written = make_report(
+            base_dir=args.base_dir,
+            out_dir=args.out,
+            features_path=args.features,
+            data_score_path=args.data_score,
+            coverage_rate=args.coverage_rate,
+            device=args.device,
+        )
+    except UserError as exc:
+        exit_with_error(str(exc))
+    print()
+    print(table, end="")
+    print()
+    for path in written:
+        print(f"wrote {path}")
