@@ -225,6 +225,7 @@ def test_explicit_missing_features_is_a_user_error(base, capsys):
     assert capsys.readouterr().err.startswith("error: --features")
 
 
+@pytest.mark.slow  # runs python -m core.report in a subprocess
 def test_command_line_entry_point(tmp_path):
     root = tmp_path / "runs"
     write_run(root, "full", "full", 0.0, 0.95)
