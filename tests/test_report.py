@@ -1,6 +1,7 @@
 """Known answers for the core.report package on fabricated run folders."""
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -304,3 +305,21 @@ def test_explicit_missing_score_file_is_a_user_error(base, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --data-score") and "nope.pickle" in err[0]
+
+
+def test_unfinished_and_unreadable_runs_are_listed_not_dropped(base, tmp_path, capsys):
+    unfinished = os.path.join(base, "coresets", "ccs-0.7-s5")
+    os.makedirs(unfinished)
+    with open(os.path.join(unfinished, "ckpt-last.pt"), "wb") as fh:
+        fh.write(b"not read by the report")
+    broken = os.path.join(base, "coresets", "broken")
+    os.makedirs(broken)
+    with open(os.path.join(broken, "metrics.json"), "w") as fh:
+        fh.write("{")
+    table, _ = report.make_report(base, str(tmp_path / "out"))
+    assert "Not in the table:" in table
+    assert "`coresets/ccs-0.7-s5`: unfinished" in table and "`coresets/broken`" in table
+    summary = json.load(open(tmp_path / "out" / "summary.json"))
+    left = {r["run_dir"] for r in summary["generated_by"]["left_out"]}
+    assert left == {"coresets/ccs-0.7-s5", "coresets/broken"}
+    assert "skipping coresets/ccs-0.7-s5" in capsys.readouterr().out

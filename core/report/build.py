@@ -142,12 +142,13 @@ def make_report(
     datasets each had their own; null when none).
     """
     _check_flags(features_path, data_score_path, coverage_rate)
-    runs = collect_runs(base_dir)
+    left_out = []
+    runs = collect_runs(base_dir, left_out)
     distances, used = coverage_distances(runs, features_path, data_score_path, device)
     path = {name: os.path.join(out_dir or base_dir, name) for name in REPORT_FILES}
-    table = markdown_table(runs)
+    table = markdown_table(runs, left_out)
     features = used[0] if len(used) == 1 else used or None
-    extra = {"base_dir": os.path.abspath(base_dir), "features": features}
+    extra = {"base_dir": os.path.abspath(base_dir), "features": features, "left_out": left_out}
     atomic_json_dump(summarise(runs, extra), path["summary.json"])
     atomic_write(path["table.md"], lambda fh: fh.write(table), "w")
     plot_accuracy(runs, path["accuracy.png"])

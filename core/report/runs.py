@@ -60,20 +60,31 @@ def run_folder(path: str) -> RunFolder:
 # ----------------------------------------------------------------------------- reading runs
 
 
-def collect_runs(base_dir: str) -> list[dict]:
+def collect_runs(base_dir: str, left_out: list | None = None) -> list[dict]:
     """One dict per ``metrics.json`` below ``base_dir``, sorted by method, rate, beta and seed.
 
-    Unreadable or incomplete files are skipped with a note; none at all is a UserError.
+    Runs that cannot be in the table (unfinished: a checkpoint but no metrics.json; unreadable
+    or incomplete metrics.json) get a note and, when ``left_out`` is a list, an entry
+    ``{"run_dir", "why"}`` there. None usable at all is a UserError.
     """
     if not os.path.isdir(base_dir):
         raise UserError(f"BASE_DIR {base_dir!r} is not a folder")
+    left_out = [] if left_out is None else left_out
     runs = []
     for folder, subfolders, _ in os.walk(base_dir):
         subfolders.sort()
-        if os.path.isfile(run_folder(folder).metrics):
-            run = _read_run(folder, base_dir)
-            if run is not None:
-                runs.append(run)
+        files = run_folder(folder)
+        if os.path.isfile(files.metrics):
+            run, why = _read_run(folder, base_dir)
+        elif os.path.isfile(files.last):
+            run, why = None, "unfinished (a checkpoint, no metrics.json): rerun its command"
+        else:
+            continue
+        if run is not None:
+            runs.append(run)
+        else:
+            left_out.append({"run_dir": os.path.relpath(folder, base_dir), "why": why})
+            note(f"skipping {os.path.relpath(folder, base_dir)} (not in the table): {why}")
     if not runs:
         raise UserError(
             f"no usable metrics.json under {base_dir!r}: is it the --base-dir of the runs?"
@@ -81,23 +92,21 @@ def collect_runs(base_dir: str) -> list[dict]:
     return sorted(runs, key=sort_key)
 
 
-def _read_run(folder: str, base_dir: str) -> dict | None:
+def _read_run(folder: str, base_dir: str) -> tuple[dict | None, str]:
+    """(the run's entry, "") or (None, why it cannot be read)."""
     path = run_folder(folder).metrics
     try:
         with open(path) as fh:
             metrics = json.load(fh)
     except (OSError, ValueError) as exc:
-        note(f"skipping {path}: {exc}")
-        return None
+        return None, f"unreadable metrics.json ({exc})"
     missing = [key for key in REQUIRED_KEYS if not isinstance(metrics, dict) or key not in metrics]
     if missing:
-        note(f"skipping {path}: no {', '.join(missing)}")
-        return None
+        return None, f"metrics.json has no {', '.join(missing)}"
     try:
-        return _run_entry(metrics, folder, base_dir)
+        return _run_entry(metrics, folder, base_dir), ""
     except (TypeError, ValueError, AttributeError) as exc:
-        note(f"skipping {path}: malformed entry ({exc})")
-        return None
+        return None, f"malformed entry in metrics.json ({exc})"
 
 
 def _run_entry(metrics: dict, folder: str, base_dir: str) -> dict:

@@ -81,7 +81,7 @@ def _section(group_runs: list[dict]) -> list[str]:
     return lines + _beta_sweep_table(group_runs, swept)
 
 
-def markdown_table(runs: list[dict]) -> str:
+def markdown_table(runs: list[dict], left_out: list[dict] | None = None) -> str:
     """table.md: best test accuracy (%) per method and pruning rate; AUCpr when available.
 
     Several seeds give ``mean ± std (n=k)`` (sample standard deviation). The full-data run has
@@ -92,4 +92,7 @@ def markdown_table(runs: list[dict]) -> str:
     for name, group_runs in groups.items():
         heading = [f"### {name}", ""] if len(groups) > 1 else []
         sections.append("\n".join(heading + _section(group_runs)))
+    if left_out:  # never drop a run silently
+        lines = ["Not in the table:"] + [f"- `{r['run_dir']}`: {r['why']}" for r in left_out]
+        sections.append("\n".join(lines))
     return "\n\n".join(sections) + "\n"
