@@ -197,7 +197,14 @@ def check_data_score(
             )
     n = lengths[first]
     if num_examples is not None and n != num_examples:
-        raise UserError(f"the score file has {n} examples but the training set has {num_examples}")
+        hint = (
+            f" (scores of a --train-subset run? add --train-subset {n} to this command too)"
+            if n < num_examples
+            else ""
+        )
+        raise UserError(
+            f"the score file has {n} examples but the training set has {num_examples}{hint}"
+        )
     for name in keys:
         _check_key(data_score, name)
     return n

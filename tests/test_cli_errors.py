@@ -158,7 +158,7 @@ def test_unknown_key_lists_the_keys(tiny_cifar10, tmp_path, score_files):
 
 def test_score_file_of_another_size(tiny_cifar10, tmp_path, score_files):
     proc = train(tiny_cifar10, str(tmp_path / "runs"), *coreset_flags(score_files["small"]))
-    assert_user_error(proc, "300", "400")
+    assert_user_error(proc, "300", "400", "add --train-subset 300")
 
 
 def test_score_file_with_nans(tiny_cifar10, tmp_path, score_files):
