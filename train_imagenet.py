@@ -92,10 +92,11 @@ def main(args) -> int:
     scheduler = build_scheduler(optimizer, args.scheduler, total, len(train_loader))
     dynamics = None if args.ignore_td else TrainingDynamics(n, data.num_classes, device=device)
     used = n if indices is None else len(indices)
+    precision, precision_why = resolve_precision(args.precision, device)
     trainer = Trainer(
         model=model, optimizer=optimizer, scheduler=scheduler, train_loader=train_loader,
         test_loader=test_loader, device=device, run=run, dynamics=dynamics, topk=(1, 5),
-        precision=resolve_precision(args.precision, device), log=RunLog(run.log),
+        precision=precision, precision_why=precision_why, log=RunLog(run.log),
         checkpoint_interval_s=args.checkpoint_interval, started=started,
         state_extra={"fingerprint": fingerprint, "args": vars(args),
                      "num_classes": data.num_classes},

@@ -203,7 +203,7 @@ def reference_style(images, targets, args, device):
 def main():
     args = get_args()
     device = torch.device(args.device)
-    precision = resolve_precision(args.precision, device)
+    precision, _ = resolve_precision(args.precision, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     images, targets, source = cifar_arrays(args.data_dir)

@@ -105,7 +105,8 @@ def add_training_flags(
         "--precision",
         choices=("auto", "bf16", "fp32"),
         default="auto",
-        help="(ours) auto = bf16 autocast on CUDA, fp32 on CPU (default: auto)",
+        help="(ours) auto = bf16 autocast on CUDA and on CPUs with native bf16 (AMX, "
+        "AVX512-BF16), fp32 elsewhere; the log and metrics.json say which and why (default: auto)",
     )
     parser.add_argument(
         "--compile", action="store_true", help="(ours) torch.compile the model (default: off)"

@@ -73,6 +73,7 @@ class Trainer:
         run: RunFolder,
         dynamics=None,
         precision="fp32",
+        precision_why="",
         log: RunLog | None = None,
         topk=(1,),
         checkpoint_interval_s=60.0,
@@ -84,6 +85,7 @@ class Trainer:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.test_loader = train_loader, test_loader
         self.device, self.precision, self.topk = device, precision, tuple(topk)
+        self.precision_why = precision_why
         self.dynamics = dynamics
         self.run, self.what = run, what
         self.log = log
@@ -180,7 +182,9 @@ class Trainer:
         else:
             self._say(
                 f"training {self.what}, {total_iterations} iterations ({per_epoch}/epoch), "
-                f"{self.device}, {self.precision}, {dist_utils.world_size()} process(es)"
+                f"{self.device}, {self.precision}"
+                + (f" ({self.precision_why})" if self.precision_why else "")
+                + f", {torch.get_num_threads()} thread(s), {dist_utils.world_size()} process(es)"
             )
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._last_save = time.monotonic()
@@ -310,5 +314,7 @@ class Trainer:
             "train_time_s": self.train_time_s,
             "wall_time_s": self.wall_time_s(),
             "images_per_s": self.images_seen / max(self.train_time_s, 1e-9),
+            "precision": self.precision,
+            "precision_why": self.precision_why,
             "history": self.history,
         }
