@@ -91,7 +91,9 @@ def run_with_kills(argv, kills, rng, duration):
     killed = 0
     while killed < kills:
         proc = run(argv)
-        time.sleep(rng.uniform(0.3, 1.0) * duration)  # past start-up, into training and saves
+        # early enough that the (resumed, shorter) run is still going, late enough to be past
+        # start-up: into training steps and checkpoint writes
+        time.sleep(rng.uniform(0.15, 0.5) * duration)
         if proc.poll() is not None:  # finished before the kill: nothing left to interrupt
             break
         proc.kill()
