@@ -1,0 +1,95 @@
+"""The CUDA paths, checked on the CPU with a mocked CUDA: which GPU a process takes, the errors
+for GPUs the machine does not show, the RNG state a checkpoint keeps, the stop vote, static
+compiled shapes, the /dev/shm warning, and bench/gpu_check.sh's commands."""
+
+import pytest
+import torch
+
+from core.errors import UserError
+from core.training import distributed as dist_utils
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """``gpus(n)``: CUDA present with n visible GPUs, outside torchrun; returns the devices
+    torch.cuda.set_device was called with."""
+    calls = []
+    for name in ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "WORLD_SIZE", "RANK", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    monkeypatch.setattr(torch.cuda, "set_device", calls.append)
+
+    def show(count):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+        return calls
+
+    return show
+
+
+def torchrun_env(monkeypatch, local_rank, processes, visible=None):
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
+    if visible is not None:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+
+
+# ---- which GPU -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "device_flag,gpuid,expected",
+    [("auto", "0", 0), ("auto", "1", 1), ("cuda", "1", 0), ("cuda:1", "0", 1)],
+)
+def test_single_process_takes_the_gpu_asked_for(gpus, device_flag, gpuid, expected):
+    gpus(2)
+    assert dist_utils.select_device(device_flag, gpuid) == torch.device("cuda", expected)
+
+
+@pytest.mark.parametrize(
+    "device_flag,gpuid,message",
+    [
+        ("auto", "1", r"--gpuid 1: this machine shows 1 GPU\(s\) \(0\.\.0\)"),
+        ("cuda:1", "0", r"--device cuda:1: this machine shows 1 GPU\(s\) \(0\.\.0\)"),
+    ],
+)
+def test_a_gpu_the_machine_does_not_show_is_a_user_error(gpus, device_flag, gpuid, message):
+    gpus(1)
+    with pytest.raises(UserError, match=message):
+        dist_utils.select_device(device_flag, gpuid)
+
+
+def test_start_process_makes_the_gpu_current_before_anything_else(gpus):
+    calls = gpus(2)
+    device = dist_utils.start_process("auto", "1")
+    assert device == torch.device("cuda", 1) and calls == [device]
+    assert torch.backends.cudnn.benchmark
+
+
+def test_start_process_leaves_cuda_alone_on_the_cpu(gpus):
+    calls = gpus(2)
+    assert dist_utils.start_process("cpu", "1") == torch.device("cpu") and not calls
+
+
+@pytest.mark.parametrize(
+    "local_rank,processes,count,visible,expected",
+    [
+        (3, 4, 4, None, 3),  # every process sees the node's GPUs
+        (3, 4, 1, "3", 0),  # each process sees its own GPU only
+        (1, 2, 8, None, 1),  # fewer processes than GPUs
+    ],
+)
+def test_torchrun_process_takes_local_rank_modulo_the_visible_gpus(
+    gpus, monkeypatch, local_rank, processes, count, visible, expected
+):
+    gpus(count)
+    torchrun_env(monkeypatch, local_rank, processes, visible)
+    for device_flag, gpuid in (("auto", "0"), ("cuda:5", "0"), ("cuda", "7")):
+        assert dist_utils.select_device(device_flag, gpuid) == torch.device("cuda", expected)
+
+
+@pytest.mark.parametrize("count,visible", [(2, None), (2, "0,1"), (1, None)])
+def test_torchrun_with_more_processes_than_gpus_is_a_user_error(gpus, monkeypatch, count, visible):
+    gpus(count)
+    torchrun_env(monkeypatch, 0, 4, visible)
+    with pytest.raises(UserError, match=f"torchrun started 4 processes .* shows {count} GPU"):
+        dist_utils.select_device("auto", "0")
+    assert dist_utils.select_device("cpu", "0") == torch.device("cpu")
