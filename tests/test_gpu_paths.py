@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.errors import UserError
+from core.training import checkpoint
 from core.training import distributed as dist_utils
 
 
@@ -93,3 +94,45 @@ def test_torchrun_with_more_processes_than_gpus_is_a_user_error(gpus, monkeypatc
     with pytest.raises(UserError, match=f"torchrun started 4 processes .* shows {count} GPU"):
         dist_utils.select_device("auto", "0")
     assert dist_utils.select_device("cpu", "0") == torch.device("cpu")
+
+
+# ---- RNG state in checkpoints --------------------------------------------------------------
+@pytest.fixture
+def cuda_rng(monkeypatch):
+    """A CUDA in use on ``current[0]``, with per-device generator states and a record of
+    the states restored."""
+    current, restored = [0], []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current[0])
+    monkeypatch.setattr(
+        torch.cuda, "get_rng_state", lambda: torch.full((4,), 10 + current[0], dtype=torch.uint8)
+    )
+    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
+    return current, restored
+
+
+def test_checkpoint_keeps_the_run_gpus_rng_state_only(cuda_rng, tmp_path):
+    current, restored = cuda_rng
+    current[0] = 1
+    checkpoint.save_checkpoint({"rng": checkpoint.rng_state()}, str(tmp_path / "ckpt.pt"))
+    state = checkpoint.load_checkpoint(str(tmp_path / "ckpt.pt"))["rng"]
+    assert torch.equal(state["cuda"], torch.full((4,), 11, dtype=torch.uint8))
+    current[0] = 0  # resumed where the machine shows one GPU
+    checkpoint.set_rng_state(state)
+    assert len(restored) == 1 and torch.equal(restored[0], state["cuda"])
+
+
+def test_older_checkpoints_with_every_gpus_state_still_resume(cuda_rng):
+    current, restored = cuda_rng
+    states = [torch.full((4,), i, dtype=torch.uint8) for i in range(2)]
+    old = {"torch": torch.get_rng_state(), "cuda": states}
+    checkpoint.set_rng_state(old)  # on GPU 0: its own state
+    current[0] = 3  # a GPU the old checkpoint has no state for: nothing to restore
+    checkpoint.set_rng_state(old)
+    assert len(restored) == 1 and torch.equal(restored[0], states[0])
+
+
+def test_cpu_run_keeps_no_cuda_state(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert set(checkpoint.rng_state()) == {"torch"}
+    checkpoint.set_rng_state({"torch": torch.get_rng_state(), "cuda": [torch.zeros(4)]})
