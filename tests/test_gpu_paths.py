@@ -4,6 +4,7 @@ compiled shapes, the /dev/shm warning, and bench/gpu_check.sh's commands."""
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from core.errors import UserError
 from core.training import checkpoint
@@ -136,3 +137,20 @@ def test_cpu_run_keeps_no_cuda_state(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     assert set(checkpoint.rng_state()) == {"torch"}
     checkpoint.set_rng_state({"torch": torch.get_rng_state(), "cuda": [torch.zeros(4)]})
+
+
+# ---- the stop vote -------------------------------------------------------------------------
+def test_stop_vote_returns_the_previous_votes_outcome(tmp_path):
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        vote = dist_utils.StopVote(torch.device("cpu"))
+        assert [vote.vote(stop) for stop in (True, False, False, True, True)] == [
+            False,
+            True,
+            False,
+            False,
+            True,
+        ]
+    finally:
+        dist.destroy_process_group()

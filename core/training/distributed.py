@@ -53,6 +53,39 @@ def barrier() -> None:
         dist.barrier()
 
 
+class StopVote:
+    """Whether any process asked to stop, agreed by all without making the host wait on the
+    device. Each ``vote`` starts an asynchronous all-reduce of this process's flag and returns
+    the outcome of the previous vote, whose reduction and copy to the host finished long ago:
+    every process gets the same answer at the same vote, so all stop at the same iteration."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.flag = torch.zeros(1, device=device)
+        self.host = torch.zeros(1, pin_memory=True) if self.cuda else self.flag
+        self.done = torch.cuda.Event() if self.cuda else None
+        self.work = None
+
+    def vote(self, stop: bool) -> bool:
+        previous = self._outcome()
+        self.flag.fill_(float(stop))  # a kernel, not a blocking host-to-device copy
+        self.work = dist.all_reduce(self.flag, op=dist.ReduceOp.SUM, async_op=True)
+        if self.cuda:
+            self.work.wait()  # orders the copy after the reduction on the stream; host goes on
+            self.host.copy_(self.flag, non_blocking=True)
+            self.done.record()
+        return previous
+
+    def _outcome(self) -> bool:
+        if self.work is None:
+            return False
+        if self.cuda:
+            self.done.synchronize()  # recorded a vote ago: finished unless the host ran far ahead
+        else:
+            self.work.wait()  # gloo reduced it in the background meanwhile
+        return bool(self.host[0] > 0)
+
+
 # ---- the launcher's environment ------------------------------------------------------------
 def launched_world_size() -> int:
     """Processes in the job as torchrun announced them (1 without torchrun)."""
