@@ -154,3 +154,31 @@ def test_stop_vote_returns_the_previous_votes_outcome(tmp_path):
         ]
     finally:
         dist.destroy_process_group()
+
+
+# ---- --compile -----------------------------------------------------------------------------
+def test_compiled_model_compiles_each_batch_shape_once_statically():
+    """Full and partial batches in both modes: four static graphs, none recompiled later."""
+    from core.training.run import COMPILE_OPTIONS
+
+    graphs = []
+
+    def backend(graph, example_inputs):
+        static = all(isinstance(t, torch.Tensor) for t in example_inputs)  # no SymInt sizes
+        batch = [t.shape[0] for t in example_inputs if static and t.shape[1:] == (3, 8, 8)]
+        graphs.append((static, batch))
+        return graph.forward
+
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(144, 2),
+    )
+    compiled = torch.compile(model, backend=backend, **COMPILE_OPTIONS)
+    for training, batch in [(1, 8), (1, 8), (1, 3), (0, 5), (0, 2), (1, 8), (1, 3), (0, 5)]:
+        compiled.train(bool(training))
+        compiled(torch.randn(batch, 3, 8, 8))
+    torch._dynamo.reset()
+    assert graphs == [(True, [8]), (True, [3]), (True, [5]), (True, [2])]
