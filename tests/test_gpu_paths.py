@@ -2,6 +2,8 @@
 for GPUs the machine does not show, the RNG state a checkpoint keeps, the stop vote, static
 compiled shapes, the /dev/shm warning, and bench/gpu_check.sh's commands."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -182,3 +184,22 @@ def test_compiled_model_compiles_each_batch_shape_once_statically():
         compiled(torch.randn(batch, 3, 8, 8))
     torch._dynamo.reset()
     assert graphs == [(True, [8]), (True, [3]), (True, [5]), (True, [2])]
+
+
+# ---- /dev/shm ------------------------------------------------------------------------------
+def test_loader_warns_once_when_dev_shm_is_short(monkeypatch, capsys):
+    from core.data import imagenet
+
+    free = 64 * 2**20  # a container's default
+    monkeypatch.setattr(imagenet.shutil, "disk_usage", lambda path: SimpleNamespace(free=free))
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    imagenet.warn_if_shared_memory_short.cache_clear()
+    try:
+        need = 16 * imagenet.PREFETCH * 256 * 3 * 224**2
+        imagenet.warn_if_shared_memory_short(need)
+        imagenet.warn_if_shared_memory_short(need)
+        imagenet.warn_if_shared_memory_short(free // 2)
+    finally:
+        imagenet.warn_if_shared_memory_short.cache_clear()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: DataLoader workers may need 1.1 GiB")
