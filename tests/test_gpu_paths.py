@@ -2,11 +2,15 @@
 for GPUs the machine does not show, the RNG state a checkpoint keeps, the stop vote, static
 compiled shapes, the /dev/shm warning, and bench/gpu_check.sh's commands."""
 
+import os
+import stat
+import subprocess
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import ROOT
 
 from core.errors import UserError
 from core.training import checkpoint
@@ -203,3 +207,55 @@ def test_loader_warns_once_when_dev_shm_is_short(monkeypatch, capsys):
         imagenet.warn_if_shared_memory_short.cache_clear()
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: DataLoader workers may need 1.1 GiB")
+
+
+# ---- bench/gpu_check.sh --------------------------------------------------------------------
+def test_gpu_check_runs_every_python_command_with_its_python(tmp_path):
+    """All stages, on a machine like the lent ones: ``python3`` (here a stub that records its
+    commands) and no ``python`` (here one that fails), $PYTHON unset."""
+    log, work, out, bin_dir = (
+        tmp_path / "log",
+        tmp_path / "work",
+        tmp_path / "out",
+        tmp_path / "bin",
+    )
+    bin_dir.mkdir()
+    write_executable(bin_dir / "python", f'echo "bare python $*" >>"{log}"; exit 1')
+    write_executable(
+        bin_dir / "python3",
+        f'echo "$*" >>"{log}"\n'
+        'case "$*" in *core.report*) for f in summary.json table.md accuracy.png; do '
+        f'touch "{work}/cifar10-short/$f"; done ;; esac',
+    )
+    cifar = work / "data" / "cifar10" / "cifar-10-batches-py"
+    cifar.mkdir(parents=True)
+    (cifar / "test_batch").touch()  # prepared already
+    (work / "cifar10-short").mkdir()
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", GPU_CHECK_WORK=str(work))
+    env.pop("PYTHON", None)
+    env["OUT"] = str(out)
+    proc = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "train", "imagenet", "reproduce"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    commands = log.read_text().splitlines()
+    assert not [c for c in commands if c.startswith("bare ")], commands
+    scripts = [c.split()[0] for c in commands]
+    assert scripts.count("train_imagenet.py") == 2 and scripts.count("train.py") == 15
+    assert "bench/bench_train.py" in scripts and "-m core.report" in "\n".join(commands)
+    assert {name.split("-", 3)[-1] for name in os.listdir(out)} >= {
+        "train.log",
+        "cifar10-short-summary.json",
+        "cifar10-short-table.md",
+        "cifar10-short.png",
+    }
+
+
+def write_executable(path, body):
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
