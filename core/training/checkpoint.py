@@ -13,16 +13,25 @@ from core.training import distributed as dist_utils
 
 
 def rng_state() -> dict:
+    """The CPU generator's state, and the CUDA generator's of this process's own GPU (the
+    current device, which start_process sets) when the run uses CUDA. Only that one: a
+    checkpoint must resume on a machine that shows fewer GPUs."""
     state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_initialized():  # a CPU run never initialises CUDA, even where it exists
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or not torch.cuda.is_initialized():
+        return
+    if isinstance(cuda, (list, tuple)):  # older checkpoints: every visible GPU's state
+        current = torch.cuda.current_device()
+        cuda = cuda[current] if current < len(cuda) else None
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda)
 
 
 def save_checkpoint(state: dict, path: str) -> None:

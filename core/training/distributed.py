@@ -53,6 +53,39 @@ def barrier() -> None:
         dist.barrier()
 
 
+class StopVote:
+    """Whether any process asked to stop, agreed by all without making the host wait on the
+    device. Each ``vote`` starts an asynchronous all-reduce of this process's flag and returns
+    the outcome of the previous vote, whose reduction and copy to the host finished long ago:
+    every process gets the same answer at the same vote, so all stop at the same iteration."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.flag = torch.zeros(1, device=device)
+        self.host = torch.zeros(1, pin_memory=True) if self.cuda else self.flag
+        self.done = torch.cuda.Event() if self.cuda else None
+        self.work = None
+
+    def vote(self, stop: bool) -> bool:
+        previous = self._outcome()
+        self.flag.fill_(float(stop))  # a kernel, not a blocking host-to-device copy
+        self.work = dist.all_reduce(self.flag, op=dist.ReduceOp.SUM, async_op=True)
+        if self.cuda:
+            self.work.wait()  # orders the copy after the reduction on the stream; host goes on
+            self.host.copy_(self.flag, non_blocking=True)
+            self.done.record()
+        return previous
+
+    def _outcome(self) -> bool:
+        if self.work is None:
+            return False
+        if self.cuda:
+            self.done.synchronize()  # recorded a vote ago: finished unless the host ran far ahead
+        else:
+            self.work.wait()  # gloo reduced it in the background meanwhile
+        return bool(self.host[0] > 0)
+
+
 # ---- the launcher's environment ------------------------------------------------------------
 def launched_world_size() -> int:
     """Processes in the job as torchrun announced them (1 without torchrun)."""
@@ -150,7 +183,6 @@ def init_from_env(device: torch.device) -> None:
     if dist.is_initialized() or launched_world_size() <= 1:
         return
     if device.type == "cuda":
-        torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl", timeout=COLLECTIVE_TIMEOUT, device_id=device)
     else:
         torch.set_num_threads(max(1, usable_cores() // local_world_size()))
@@ -158,22 +190,54 @@ def init_from_env(device: torch.device) -> None:
 
 
 def select_device(device_flag: str, gpuid: str | None) -> torch.device:
-    """--device auto means cuda:<first --gpuid> when CUDA is there, else the CPU."""
+    """--device auto means cuda:<first --gpuid> when CUDA is there, else the CPU; under
+    torchrun every process takes its own GPU. UserError for a GPU this machine does not show."""
     if device_flag == "auto":
-        if torch.cuda.is_available():
-            local = local_rank()  # under torchrun: one GPU per process
-            first = local if local is not None else parse_gpu_ids(gpuid or "0")[0]
-            return torch.device("cuda", first)
-        return torch.device("cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        if local_rank() is not None:
+            return torch.device("cuda", _torchrun_gpu())
+        first = parse_gpu_ids(gpuid or "0")[0]  # --gpuid not given: GPU 0
+        return torch.device("cuda", _visible_gpu(first, f"--gpuid {gpuid or 0}"))
     try:
         device = torch.device(device_flag)
     except RuntimeError:
         raise UserError(f"--device {device_flag!r} is not a device (cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise UserError(f"--device {device_flag}: CUDA is not available on this machine")
-    if device.type == "cuda" and local_rank() is not None:
-        return torch.device("cuda", local_rank())  # one GPU per process
-    return device
+    if local_rank() is not None:
+        return torch.device("cuda", _torchrun_gpu())  # one GPU per process
+    return torch.device("cuda", _visible_gpu(device.index or 0, f"--device {device_flag}"))
+
+
+def _gpus_shown() -> str:
+    count = torch.cuda.device_count()
+    return f"this machine shows {count} GPU(s)" + (f" (0..{count - 1})" if count else "")
+
+
+def _visible_gpu(index: int, flag: str) -> int:
+    """``index`` if this process sees that GPU (else the driver's raw 'invalid device ordinal'
+    would come at the first use)."""
+    if index >= torch.cuda.device_count():
+        raise UserError(f"{flag}: {_gpus_shown()}")
+    return index
+
+
+def _torchrun_gpu() -> int:
+    """This torchrun process's GPU: LOCAL_RANK modulo the GPUs it sees, so that both layouts
+    work: every process sees all the node's GPUs (the usual), or only its own (a launcher that
+    sets CUDA_VISIBLE_DEVICES per process). More processes than GPUs would put two on one GPU,
+    which NCCL refuses with a raw error; say so instead."""
+    count, processes = torch.cuda.device_count(), local_world_size()
+    own_gpu_only = count == 1 and os.environ.get("CUDA_VISIBLE_DEVICES")
+    if count == 0 or (processes > count and not own_gpu_only):
+        raise UserError(
+            f"torchrun started {processes} processes here but {_gpus_shown()}; "
+            f"use --nproc_per_node={max(count, 1)} or fewer (one process per GPU), or --device cpu"
+        )
+    return local_rank() % count
 
 
 def start_process(device_flag: str, gpuid: str | None) -> torch.device:
@@ -181,9 +245,12 @@ def start_process(device_flag: str, gpuid: str | None) -> torch.device:
     process group when there is one (torchrun)."""
     relaunch_per_gpu(gpuid, device_flag)
     device = select_device(device_flag, gpuid)
-    init_from_env(device)
     if device.type == "cuda":
+        # Make it the current device before anything touches CUDA: otherwise work that names
+        # no device (pin-memory threads, RNG states) opens a context on GPU 0 as well.
+        torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
+    init_from_env(device)
     return device
 
 

@@ -50,7 +50,15 @@ def place_model(model: torch.nn.Module, device, compile_model: bool = False) -> 
     if asked. The optimiser may be built on the result: the parameters are the same."""
     model = model.to(device, memory_format=torch.channels_last)
     model = dist_utils.wrap_model(model, device)
-    return torch.compile(model) if compile_model else model
+    return torch.compile(model, **COMPILE_OPTIONS) if compile_model else model
+
+
+# Static shapes: one graph per batch shape, compiled the first time it comes. An epoch has at
+# most two shapes per mode (full batches and the last, partial one, which is kept: every
+# example is trained on), so a run compiles about four graphs, each once. By default the first
+# partial batch would instead recompile into a dynamic-shape graph that then serves every
+# batch, without kernels specialised to the batch size.
+COMPILE_OPTIONS = {"dynamic": False}
 
 
 def write_outputs(

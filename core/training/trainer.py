@@ -159,13 +159,16 @@ class Trainer:
         self._stop_signal = signum
 
     def _stop_requested(self, iteration):
-        """Whether any rank got SIGINT/SIGTERM; under DDP all ranks agree every 25 iterations."""
+        """Whether any rank got SIGINT/SIGTERM. Under DDP the ranks vote every 25 iterations
+        and a vote's outcome is read at the next one (no host sync): all ranks stop at the same
+        iteration, a multiple of 25, at most 50 iterations after the signal."""
         if not dist_utils.is_distributed():
             return self._stop_signal is not None
         if iteration % 25:
             return False
-        flag = torch.tensor([1.0 if self._stop_signal else 0.0], device=self.device)
-        return bool(dist_utils.all_reduce_sum_(flag).item())  # host sync, every 25 iterations
+        if getattr(self, "_stop_vote", None) is None:  # made here: the group exists by now
+            self._stop_vote = dist_utils.StopVote(self.device)
+        return self._stop_vote.vote(self._stop_signal is not None)
 
     # ---- the loop ----------------------------------------------------------------------
     def fit(self, total_iterations, epochs_per_test=1):
