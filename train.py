@@ -14,6 +14,7 @@ import time
 from core import cli
 from core.coreset import select_from_score_file
 from core.data import DATASETS, DeviceLoader, load_dataset
+from core.data.noise import resolve_label_noise, with_targets
 from core.data.subset import take_test_subset, take_train_subset
 from core.models import CIFAR_NETWORKS, build_model
 from core.run_folder import RunFolder, claim_run_folder
@@ -36,6 +37,8 @@ FINGERPRINT = (
     "seed",
     "train_subset",
     "test_subset",
+    "label_noise",
+    "label_noise_seed",
 )
 
 
@@ -70,6 +73,20 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="(ours) test on a fixed subset of this many test examples, for quick smoke runs; "
         "0 = all (default: 0)",
     )
+    parser.add_argument(
+        "--label-noise",
+        type=float,
+        default=None,
+        help="(ours) flip this share of the training labels, each to another class drawn "
+        "uniformly (symmetric noise), after --train-subset; a coreset run follows its score "
+        "file's run (default: none, or the score file's)",
+    )
+    parser.add_argument(
+        "--label-noise-seed",
+        type=int,
+        default=0,
+        help="(ours) seed of the label flips, the same for every run of a study (default: 0)",
+    )
     return parser
 
 
@@ -88,6 +105,10 @@ def main(args) -> int:
         data = load_dataset(args.dataset, args.data_dir, download=not args.no_download)
     data = take_test_subset(take_train_subset(data, args.train_subset), args.test_subset)
     n, coreset = len(data.train.targets), cli.coreset_settings(args)
+    noise = resolve_label_noise(args.label_noise, args.label_noise_seed, data.train.targets,
+                                data.num_classes, args.data_score_path if coreset else None)  # fmt: skip
+    if noise is not None:
+        data = with_targets(data, noise.targets)
     indices = None
     if coreset is not None:
         indices = select_from_score_file(
@@ -126,7 +147,7 @@ def main(args) -> int:
     except Interrupted:
         return 130
     write_outputs(run, result, cli.run_record(args, args.dataset), indices=indices, train_size=n,
-                  dynamics=dynamics, device=device)  # fmt: skip
+                  dynamics=dynamics, device=device, noise=noise)  # fmt: skip
     return 0
 
 

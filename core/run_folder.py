@@ -57,6 +57,11 @@ class RunFolder:
         return self._file("coreset-indices.pt")
 
     @property
+    def label_noise(self) -> str:
+        """Which training labels a --label-noise run flipped, and their true labels."""
+        return self._file("label-noise.pt")
+
+    @property
     def data_score(self) -> str:
         """Default score file written by generate_importance_score*.py."""
         return self._file(f"data-score-{self.task}.pickle")

@@ -6,6 +6,7 @@ import torch
 
 from core.data import DeviceLoader, load_dataset
 from core.data.imagenet import ImageFolderLoader, load_imagefolder
+from core.data.noise import LabelNoise, with_targets
 from core.data.subset import take_train_subset
 from core.errors import UserError
 from core.fileio import atomic_torch_save
@@ -37,10 +38,11 @@ def load_finished_run(run: RunFolder, script: str = "train.py") -> tuple[dict, d
 
 
 def write_score_files(
-    run: RunFolder, *, dynamics_scores, inference, targets, data_score_path=None
+    run: RunFolder, *, extra=None, dynamics_scores, inference, targets, data_score_path=None
 ) -> dict:
     """data-score-<task>.pickle (reference format) and features-<task>.pt (for coverage)."""
     data_score = make_data_score(dynamics_scores, inference, targets)
+    data_score.update(extra or {})
     data_score_path = data_score_path or run.data_score
     save_data_score(data_score_path, data_score)
     features_path = run.features
@@ -79,6 +81,9 @@ def score_finished_run(
     device = dist_utils.select_device(device_flag, gpuid)
     data = load_dataset(run_args["dataset"], data_dir or run_args["data_dir"], download=download)
     data = take_train_subset(data, run_args.get("train_subset", 0))
+    noise = run_label_noise(run, data.train.targets)
+    if noise is not None:  # loss and the score file's targets: the labels it trained on
+        data = with_targets(data, noise.targets)
     n = len(data.train.targets)
     if td["scores"]["visits"].numel() != n:
         raise UserError(
@@ -105,7 +110,19 @@ def score_finished_run(
         inference=inference,
         targets=data.train.targets,
         data_score_path=data_score_path,
+        extra=None if noise is None else noise.score_keys(),
     )
+
+
+def run_label_noise(run: RunFolder, targets) -> LabelNoise | None:
+    """The label corruption a --label-noise run trained on (its label-noise.pt), or None."""
+    if not os.path.isfile(run.label_noise):
+        return None
+    saved = load_checkpoint(run.label_noise)
+    true = saved["true_targets"]
+    if not torch.equal(true.long(), torch.as_tensor(targets).long()):
+        raise UserError(f"{run.label_noise}: its true labels differ from the dataset's")
+    return LabelNoise(targets=saved["targets"], true_targets=true, noisy=saved["noisy"])
 
 
 def score_imagenet_run(

@@ -5,6 +5,7 @@
 #   bash scripts/quickstart.sh                      # profile cpu without a GPU, gpu with one
 #   bash scripts/quickstart.sh --profile smoke      # a 2-minute taste on a tiny subset
 #   bash scripts/quickstart.sh --rates 0.7,0.9 --seeds 0,1 --data-dir ~/data
+#   bash scripts/quickstart.sh --label-noise 0.2    # 20% of the labels flipped first
 #
 # Profiles (pruning rate 0.9 keeps 10% of the training set):
 #   cpu   ResNet-20, a fixed 20,000-example subset, 10 epochs of dynamics, coresets trained
@@ -20,12 +21,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/methods.sh"
 
-PROFILE="" RATES="0.9" SEEDS="0" BETA="0.3" DEVICE="auto"
+PROFILE="" RATES="0.9" SEEDS="0" BETA="0.3" DEVICE="auto" NOISE=""
 DATA_DIR="${DATA_DIR:-./data}" BASE_DIR="" OUT=""
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --profile|--rates|--seeds|--beta|--data-dir|--base-dir|--out|--device)
+    --profile|--rates|--seeds|--beta|--data-dir|--base-dir|--out|--device|--label-noise)
       [ $# -ge 2 ] || fail "$1 needs a value (see --help)" ;;
   esac
   case "$1" in
@@ -37,6 +38,7 @@ while [ $# -gt 0 ]; do
     --base-dir) BASE_DIR="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
+    --label-noise) NOISE="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) fail "unknown argument $1 (see --help)" ;;
   esac
@@ -44,6 +46,7 @@ done
 check_list "--rates" "$RATES" fraction
 check_list "--seeds" "$SEEDS" integer
 check_list "--beta" "$BETA" beta
+[ -z "$NOISE" ] || check_list "--label-noise" "$NOISE" beta
 PY="${PYTHON:-python}"
 if [ -z "$PROFILE" ]; then
   if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
@@ -55,10 +58,11 @@ case "$PROFILE" in
   smoke) NET=resnet20 SUBSET=1000  EPOCHS=2   ITERS=20    BS=64  TEST=1000 ;;
   *) fail "--profile must be cpu, gpu or smoke, got $PROFILE" ;;
 esac
-BASE_DIR="${BASE_DIR:-./data-model/cifar10-$PROFILE}"
+BASE_DIR="${BASE_DIR:-./data-model/cifar10-$PROFILE${NOISE:+-noise$NOISE}}"
 OUT="${OUT:-$BASE_DIR}"
 COMMON=(--dataset cifar10 --data-dir "$DATA_DIR" --network "$NET" --batch-size "$BS"
-        --train-subset "$SUBSET" --test-subset "$TEST" --device "$DEVICE")
+        --train-subset "$SUBSET" --test-subset "$TEST" --device "$DEVICE"
+        ${NOISE:+--label-noise "$NOISE"})
 SCORE="$BASE_DIR/all-data/data-score-all-data.pickle"
 
 echo "== quickstart: profile $PROFILE ($NET, subset ${SUBSET/#0/all}, $EPOCHS epochs of dynamics," \

@@ -323,3 +323,15 @@ def test_unfinished_and_unreadable_runs_are_listed_not_dropped(base, tmp_path, c
     left = {r["run_dir"] for r in summary["generated_by"]["left_out"]}
     assert left == {"coresets/ccs-0.7-s5", "coresets/broken"}
     assert "skipping coresets/ccs-0.7-s5" in capsys.readouterr().out
+
+
+def test_label_noise_runs_get_a_mislabeled_column_and_figure(tmp_path):
+    root = tmp_path / "noisy"
+    write_run(root, "full", "full", 0.0, 0.9, label_noise=0.2, mislabeled_share=0.2)
+    for seed, share in ((0, 0.05), (1, 0.07)):
+        write_run(root, f"ccs-s{seed}", "ccs", 0.9, 0.8, seed, None, None, mislabeled_share=share)
+    write_run(root, "random", "random", 0.9, 0.7, 0, None, None, mislabeled_share=0.21)
+    table, written = report.make_report(str(root), str(tmp_path / "out"))
+    assert "Mislabeled share" in table
+    assert "| ccs | — | 6.0 ± 1.4 (n=2) |" in table and "| random | — | 21.0 |" in table
+    assert_png(tmp_path / "out" / "mislabeled.png")

@@ -8,14 +8,21 @@ import sys
 
 from core.errors import UserError
 from core.fileio import atomic_json_dump, atomic_write
-from core.report.figures import plot_accuracy, plot_coverage, plot_strata
+from core.report.figures import plot_accuracy, plot_coverage, plot_mislabeled, plot_strata
 from core.report.inputs import check_given, read_indices, recorded_score_path
 from core.report.measures import coverage_distances, strata_counts
 from core.report.runs import choose_variants, collect_runs, group, note, rate, summarise
 from core.report.tables import markdown_table
 from core.score_io import load_data_score
 
-REPORT_FILES = ("summary.json", "table.md", "accuracy.png", "strata.png", "coverage.png")
+REPORT_FILES = (
+    "summary.json",
+    "table.md",
+    "accuracy.png",
+    "mislabeled.png",
+    "strata.png",
+    "coverage.png",
+)
 
 
 class Skipped(Exception):
@@ -154,4 +161,7 @@ def make_report(
     plot_accuracy(runs, path["accuracy.png"])
     flags = {"data_score_path": data_score_path, "coverage_rate": coverage_rate}
     written = [path[name] for name in ("summary.json", "table.md", "accuracy.png")]
+    if any(run.get("mislabeled_share") is not None for run in runs):  # label-noise runs
+        plot_mislabeled(runs, path["mislabeled.png"])
+        written.append(path["mislabeled.png"])
     return table, written + _optional_figures(runs, distances, flags, path)

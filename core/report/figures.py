@@ -30,14 +30,17 @@ def _save_figure(fig, path: str) -> None:
 # ----------------------------------------------------------------------------- accuracy.png
 
 
-def _draw_accuracy(ax, name: str, runs: list[dict]) -> None:
-    known = cells(runs, "best_acc")
+def _draw_accuracy(ax, name: str, runs: list[dict], field="best_acc", what="best test accuracy",
+                   full="full data") -> None:  # fmt: skip
+    """``field`` (a fraction, drawn in %) vs pruning rate, one line per method; the full-data
+    run's value as a dashed line."""
+    known = cells(runs, field)
     labels = sorted({label for (_, label, _) in known}, key=method_rank)
     for label in labels:
         points = sorted((at, values) for (_, lab, at), values in known.items() if lab == label)
         if label == "full":
             mean = stats([v for _, values in points for v in values])[0] * 100
-            ax.axhline(mean, linestyle="--", color="black", label=f"full data ({mean:.1f}%)")
+            ax.axhline(mean, linestyle="--", color="black", label=f"{full} ({mean:.1f}%)")
             continue
         summaries = [stats(values) for _, values in points]
         ax.errorbar(
@@ -52,11 +55,22 @@ def _draw_accuracy(ax, name: str, runs: list[dict]) -> None:
     if rates:
         ax.set_xticks([at * 100 for at in rates])
     ax.set_xlabel("pruning rate (%)")
-    ax.set_ylabel("best test accuracy (%)")
-    ax.set_title(f"{name}: accuracy vs pruning rate")
+    ax.set_ylabel(f"{what} (%)")
+    ax.set_title(f"{name}: {what} vs pruning rate")
     ax.grid(alpha=0.3)
     # beside the axes, not over them: at high pruning rates the points spread over the range
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
+
+
+def plot_mislabeled(runs: list[dict], path: str) -> None:
+    """mislabeled.png: the share of mislabeled examples each coreset kept vs pruning rate, the
+    dataset's noise rate as the dashed line (label-noise runs only)."""
+    groups = by_group([r for r in runs if r.get("mislabeled_share") is not None])
+    fig, axes = _new_figure(len(groups))
+    for ax, (name, group_runs) in zip(axes, groups.items()):
+        kept = choose_variants(group_runs)[0]
+        _draw_accuracy(ax, name, kept, "mislabeled_share", "mislabeled share kept", "dataset")
+    _save_figure(fig, path)
 
 
 def plot_accuracy(runs: list[dict], path: str) -> None:

@@ -42,6 +42,8 @@ SUMMARY_KEYS = (
     "images_per_s",
     "run_dir",
     "aucpr",
+    "label_noise",
+    "mislabeled_share",
     "coreset",
 )
 

@@ -75,6 +75,10 @@ def _section(group_runs: list[dict]) -> list[str]:
     lines = ["Best test accuracy (%):", ""] + _table(kept, "best_acc", 100.0, 1, swept)
     notes = _beta_notes(kept, swept)
     lines += [""] + notes if notes else []
+    noise_lines = _table(kept, "mislabeled_share", 100.0, 1, swept)
+    if noise_lines:
+        title = "Mislabeled share of the examples trained on (%; the full run's is the dataset's)"
+        lines += ["", f"{title}:", ""] + noise_lines
     aucpr_lines = _table(kept, "aucpr", 1.0, 3, swept)
     if aucpr_lines:
         lines += ["", f"{AUCPR_TITLE}:", ""] + aucpr_lines

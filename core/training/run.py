@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from core.coreset import method_name
+from core.data.noise import LabelNoise
 from core.fileio import atomic_json_dump, atomic_torch_save
 from core.provenance import provenance
 from core.run_folder import RunFolder
@@ -70,6 +71,7 @@ def write_outputs(
     train_size: int,
     dynamics: TrainingDynamics | None,
     device,
+    noise: LabelNoise | None = None,
 ) -> dict | None:
     """metrics.json, the dynamics file and the coreset indices (rank 0 only), then the log's
     last line. ``result`` is what ``Trainer.fit`` returned, ``record`` ``cli.run_record``."""
@@ -80,12 +82,18 @@ def write_outputs(
         atomic_torch_save(dict(scores, el2n_epochs=dynamics.el2n_epochs), run.td)
     if indices is not None:
         atomic_torch_save(indices.clone(), run.indices)
+    if noise is not None:
+        flips = {"targets": noise.targets, "true_targets": noise.true_targets, "noisy": noise.noisy}
+        atomic_torch_save(flips, run.label_noise)
     coreset = record["coreset"]
     metrics = {
         "method": "full" if coreset is None else method_name(coreset["mode"], coreset["key"]),
         "pruning_rate": 0.0 if coreset is None else round(1.0 - coreset["ratio"], 6),
         "coreset_size": train_size if indices is None else int(indices.numel()),
         "train_size": train_size,
+        # the dataset's share of flipped labels, and the share among the examples trained on
+        "label_noise": None if noise is None else noise.rate,
+        "mislabeled_share": None if noise is None else noise.share_in(indices),
         **result,
         **record,
         **provenance(device),
