@@ -51,6 +51,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="(ours) fail instead of downloading a missing dataset",
     )
+    parser.add_argument(
+        "--allow-unvisited",
+        action="store_true",
+        help="(ours) score a run that never visited some training examples (a coreset run); "
+        "their dynamics scores read 0 (default: refuse)",
+    )
     return parser
 
 
@@ -58,6 +64,7 @@ def main(args) -> int:
     out = score_finished_run(
         base_dir=args.base_dir,
         task_name=args.task_name,
+        allow_unvisited=args.allow_unvisited,
         dataset=args.dataset,
         data_dir=args.data_dir,
         data_score_path=args.data_score_path,

@@ -54,6 +54,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=256, help="(ours) global eval batch size (default: 256)"
     )
     cli.add_imagefolder_flags(parser, image_size_default=None)
+    parser.add_argument(
+        "--allow-unvisited",
+        action="store_true",
+        help="(ours) score a run that never visited some training examples (a coreset run); "
+        "their dynamics scores read 0 (default: refuse)",
+    )
     return parser
 
 
@@ -68,6 +74,7 @@ def main(args) -> int:
     out = score_imagenet_run(
         base_dir=args.base_dir,
         task_name=args.task_name,
+        allow_unvisited=args.allow_unvisited,
         data_dir=args.data_dir,
         data_score_path=args.data_score_path,
         device=device,

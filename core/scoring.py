@@ -18,8 +18,13 @@ from core.training import distributed as dist_utils
 from core.training.checkpoint import load_checkpoint
 
 
-def load_finished_run(run: RunFolder, script: str = "train.py") -> tuple[dict, dict]:
-    """(final checkpoint, dynamics file) of a finished run, or a UserError saying why not."""
+def load_finished_run(
+    run: RunFolder, script: str = "train.py", allow_unvisited: bool = False
+) -> tuple[dict, dict]:
+    """(final checkpoint, dynamics file) of a finished run, or a UserError saying why not.
+
+    A run that never visited some training examples (a coreset run) has no dynamics for them:
+    their AUM and forgetting would read 0, as if measured. Refused unless allowed."""
     if not os.path.isfile(run.last):
         raise UserError(
             f"no run in {run.dir}: {run.last} is missing (train it first "
@@ -34,6 +39,13 @@ def load_finished_run(run: RunFolder, script: str = "train.py") -> tuple[dict, d
     if not os.path.isfile(run.td):
         raise UserError(f"{run.td} is missing: the run recorded no training dynamics")
     td = load_checkpoint(run.td)
+    unvisited = int((td["scores"]["visits"] == 0).sum())
+    if unvisited and not allow_unvisited:
+        raise UserError(
+            f"the run in {run.dir} never visited {unvisited} of its "
+            f"{td['scores']['visits'].numel()} training examples (a coreset run?): their "
+            "dynamics scores would read 0; score a full-data run, or pass --allow-unvisited"
+        )
     return state, td
 
 
@@ -69,10 +81,11 @@ def score_finished_run(
     device_flag="auto",
     gpuid="0",
     download=True,
+    allow_unvisited=False,
 ) -> dict:
     """Scores for a CIFAR-family run (train.py)."""
     run = RunFolder(base_dir, task_name)
-    state, td = load_finished_run(run)
+    state, td = load_finished_run(run, allow_unvisited=allow_unvisited)
     run_args = state["args"]
     if dataset is not None and dataset != run_args["dataset"]:
         raise UserError(
@@ -135,11 +148,12 @@ def score_imagenet_run(
     image_size=None,
     batch_size=256,
     workers=0,
+    allow_unvisited=False,
 ) -> dict | None:
     """Scores for a train_imagenet.py run. Under torchrun each rank scores its share of the
     training set and rank 0 writes the files (returns None on the other ranks)."""
     run = RunFolder(base_dir, task_name)
-    state, td = load_finished_run(run, script="train_imagenet.py")
+    state, td = load_finished_run(run, "train_imagenet.py", allow_unvisited)
     run_args = state["args"]
     if "image_size" not in run_args:
         raise UserError(

@@ -249,3 +249,15 @@ def test_rerunning_a_finished_run_does_nothing(pipeline, tiny_cifar10):
     out = run_script(*seed_commands(tiny_cifar10, base)["random"])
     assert "already finished" in out.stdout
     assert os.path.getmtime(f"{base}/random/random-0.1/ckpt-last.pt") == before
+
+
+def test_scoring_a_coreset_run_is_refused_unless_allowed(pipeline):
+    base, _ = pipeline
+    score = ["generate_importance_score.py", "--base-dir", f"{base}/random", "--task-name",
+             "random-0.1", "--data-score-path", f"{base}/random/s.pickle"]  # fmt: skip
+    refused = run_script(*score, check=False)
+    assert refused.returncode == 2 and "never visited" in refused.stderr
+    assert "--allow-unvisited" in refused.stderr and "Traceback" not in refused.stderr
+    assert not os.path.exists(f"{base}/random/s.pickle")
+    run_script(*score, "--allow-unvisited")
+    assert os.path.isfile(f"{base}/random/s.pickle")
