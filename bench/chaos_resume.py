@@ -138,6 +138,9 @@ def main():
                 run_to_end(argv)
         a, b = outputs(clean), outputs(chaos)
         same = {name: equal(a[name], b[name]) for name in a}
+        differing = [k for k in a["scores"] if not torch.equal(a["scores"][k], b["scores"][k])]
+        if differing:
+            print(f"  score keys that differ: {', '.join(differing)}")
         print(f"SIGKILLs: {kills[0]} in the full-data run, {kills[1]} in the coreset run; "
               "each resumed by rerunning its command")  # fmt: skip
         for name, ok in same.items():

@@ -139,8 +139,15 @@ class TrainingDynamics:
         self.num_classes = int(state["num_classes"])
         self.el2n_epochs = int(state["el2n_epochs"])
         self._allocate()
-        self._counts.copy_(state["counts"])
-        self._sums.copy_(state["sums"])
+        # Where an uninterrupted run holds these totals: one process never syncs, so everything
+        # sits in the running sums; under DDP the checkpoint follows a sync, which folded them
+        # into the synced totals. Restoring them there keeps float additions in the same order,
+        # so a resumed run's scores equal an uninterrupted run's bit for bit.
+        dist = torch.distributed
+        synced = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        counts, sums = (self._counts, self._sums) if synced else (self._new_counts, self._new_sums)
+        counts.copy_(state["counts"])
+        sums.copy_(state["sums"])
         self._last_correct.copy_(state["last_correctness"])
 
     @torch.no_grad()

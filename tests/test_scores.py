@@ -245,3 +245,25 @@ def test_make_data_score_keys_and_dtypes():
     assert score["targets"].tolist() == [0, 1, 2, 0, 1]
     with pytest.raises(UserError, match="'entropy' has 5 entries, expected 4"):
         make_data_score(None, {"entropy": torch.rand(5)}, torch.zeros(4))
+
+
+def test_a_resumed_accumulator_sums_in_the_same_order():
+    """Float sums are not associative: restored totals must continue the same running sum."""
+    from core.scores import TrainingDynamics
+
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.arange(64), torch.randn(64, 10, generator=g) * 5) for _ in range(12)]
+    targets = torch.randint(0, 10, (64,), generator=g)
+    whole = TrainingDynamics(64, 10)
+    for epoch, (index, logits) in enumerate(batches):
+        whole.update(epoch, index, logits, targets)
+    first = TrainingDynamics(64, 10)
+    for epoch, (index, logits) in enumerate(batches[:5]):
+        first.update(epoch, index, logits, targets)
+    resumed = TrainingDynamics(64, 10)
+    resumed.load_state_dict(first.state_dict())
+    for epoch, (index, logits) in enumerate(batches[5:], start=5):
+        resumed.update(epoch, index, logits, targets)
+    a, b = whole.scores(), resumed.scores()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
