@@ -1,0 +1,284 @@
+"""Feature-space selection: an exact k-nearest-neighbour graph, D2 pruning on it, and k-center
+greedy. Nothing here builds an N x N matrix.
+
+D2 pruning (Maharana, Yadav, Bansal, ICLR 2024): over the undirected kNN graph of the
+examples' features, forward message passing adds to each node's importance its neighbours'
+importance weighted by exp(-gamma_f * distance); greedy selection then takes the highest
+score and reverse message passing lowers each neighbour j of the pick i by
+exp(-gamma_r * d_ij) * score_i. k-center greedy (Sener & Savarese, ICLR 2018): from a random
+start, repeatedly take the example farthest from everything taken so far.
+
+Inputs are positions 0..n-1 of one group of examples; core.coreset maps them to dataset
+indices, applies the hard cut and splits by class. docs/FAITHFULNESS.md (G rows) lists where
+this follows the authors' code and where it does not.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from math import isqrt
+
+import torch
+
+IMPORTANCE_FLOOR = 1e-7  # the D2 code's epsilon: a neighbour's message uses max(score, 1e-7)
+CHUNK_ELEMENTS = 1 << 24  # distance entries per block of the kNN pass (64 MiB in float32)
+# k-center skips an example when the triangle inequality proves the new center is not nearer;
+# the slack keeps float rounding from skipping one that ties
+PRUNE_SLACK = 1e-4
+
+
+def knn_graph(features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(neighbours [n, k'] int64, distances [n, k']) of each row's k' = min(k, n-1) nearest
+    other rows in Euclidean distance, nearest first, ties to the lower index. Distances are
+    float64 for float64 features, else float32 (the dtype computed in).
+
+    Exact, in square blocks of pairs on the features' device, O(n*k + block) memory. A fast
+    pass keeps each row's best 2k'+8 candidates by |x_i|^2 + |x_j|^2 - 2 x_i.x_j: first
+    within each diagonal block, then each block above the diagonal (one matrix product
+    serving its rows and its columns: n^2/2 dot products in all) only offers the pairs
+    nearer than a row's current worst candidate. The candidates are then re-ranked by
+    directly computed distances, so float cancellation in the fast pass cannot swap a
+    neighbour in or out.
+    """
+    x = _centred(features)
+    n = len(x)
+    k = max(0, min(int(k), n - 1))
+    if k == 0:
+        return torch.empty(n, 0, dtype=torch.long, device=x.device), x.new_empty(n, 0)
+    kept = min(n - 1, 2 * k + 8)
+    best_key = x.new_full((n, kept), float("inf"))
+    best = torch.zeros(n, kept, dtype=torch.long, device=x.device)
+    squared = (x * x).sum(1)
+    size = max(1, isqrt(CHUNK_ELEMENTS))
+    starts = range(0, n, size)
+    for a in starts:  # within each block: every row gets its first candidates
+        block = _squared_distances(x, squared, a, a, size)
+        block.fill_diagonal_(float("inf"))  # an example is not its own neighbour
+        top = block.topk(min(kept, len(block)), dim=1, largest=False)
+        best_key[a : a + size, : top.values.shape[1]] = top.values
+        best[a : a + size, : top.values.shape[1]] = top.indices + a
+    worst = best_key.amax(1)
+    for a in starts:
+        for b in range(a + size, n, size):
+            block = _squared_distances(x, squared, a, b, size)
+            row, column = (block < worst[a : a + size, None]).nonzero().unbind(1)
+            row_t, column_t = (block < worst[None, b : b + size]).nonzero().unbind(1)
+            if len(row) or len(row_t):  # (row, candidate, key) from both sides of the block
+                _merge_candidates(
+                    best_key,
+                    best,
+                    worst,
+                    torch.cat([row + a, column_t + b]),
+                    torch.cat([column + b, row_t + a]),
+                    torch.cat([block[row, column], block[row_t, column_t]]),
+                )
+    return _exact_rerank(x, best, k)
+
+
+def _squared_distances(x, squared, a, b, size) -> torch.Tensor:
+    """|x_i - x_j|^2 for rows a.. and columns b.. of one block: [x_i, |x_i|^2, 1] times
+    [-2 x_j, 1, |x_j|^2], one matrix product with no pass over the block to add the norms."""
+    rows, columns = slice(a, a + size), slice(b, b + size)
+    one = x.new_ones(1)
+    left = torch.cat([x[rows], squared[rows, None], one.expand(len(x[rows]), 1)], 1)
+    right = torch.cat([-2 * x[columns], one.expand(len(x[columns]), 1), squared[columns, None]], 1)
+    return left @ right.T
+
+
+def _merge_candidates(best_key, best, worst, row, candidate, key) -> None:
+    """Each offered row keeps the `kept` smallest keys of its current candidates and the
+    offered ones (a pair is offered to a row once: blocks do not overlap)."""
+    kept = best.shape[1]
+    rows, group = torch.unique(row, return_inverse=True)
+    group = torch.cat([torch.arange(len(rows), device=row.device).repeat_interleave(kept), group])
+    key = torch.cat([best_key[rows].reshape(-1), key])
+    candidate = torch.cat([best[rows].reshape(-1), candidate])
+    order = torch.sort(key, stable=True).indices
+    order = order[torch.sort(group[order], stable=True).indices]  # by row, then by key
+    sizes = torch.bincount(group, minlength=len(rows))
+    rank = (
+        torch.arange(len(order), device=row.device) - (torch.cumsum(sizes, 0) - sizes)[group[order]]
+    )
+    keep = order[rank < kept]  # the first `kept` of each row, rows in order
+    best_key[rows] = key[keep].view(len(rows), kept)
+    best[rows] = candidate[keep].view(len(rows), kept)
+    worst[rows] = best_key[rows].amax(1)
+
+
+def _exact_rerank(x, candidates, k):
+    """The k nearest of each row's candidates by directly computed distance, ties to the
+    lower index (candidates sorted by index first, then a stable sort by distance)."""
+    n, kept = candidates.shape
+    neighbours = torch.empty(n, k, dtype=torch.long, device=x.device)
+    distances = x.new_empty(n, k)
+    rows = max(1, CHUNK_ELEMENTS // (kept * x.shape[1]))
+    for start in range(0, n, rows):
+        chunk = candidates[start : start + rows].sort(dim=1).values
+        distance = (x[start : start + rows].unsqueeze(1) - x[chunk]).norm(dim=2)
+        distance, order = distance.sort(dim=1, stable=True)
+        neighbours[start : start + rows] = chunk.gather(1, order[:, :k])
+        distances[start : start + rows] = distance[:, :k]
+    return neighbours, distances
+
+
+def undirected_graph(
+    neighbours: torch.Tensor, distances: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kNN graph made undirected (an edge where either end is among the other's k
+    nearest, as the D2 code's dense graph is), as CSR: (offsets [n+1], targets [E],
+    distances [E]); node i's edges are targets[offsets[i]:offsets[i+1]], by target index."""
+    n, k = neighbours.shape
+    device = neighbours.device
+    source = torch.arange(n, device=device).repeat_interleave(k)
+    target = neighbours.reshape(-1)
+    both_source = torch.cat([source, target])
+    both_target = torch.cat([target, source])
+    both_distance = torch.cat([distances.reshape(-1), distances.reshape(-1)])
+    edge_key, order = torch.sort(both_source * n + both_target)
+    first = torch.ones_like(edge_key, dtype=torch.bool)
+    first[1:] = edge_key[1:] != edge_key[:-1]  # an edge found from both ends is kept once
+    keep = order[first]
+    source, target, distance = both_source[keep], both_target[keep], both_distance[keep]
+    offsets = torch.zeros(n + 1, dtype=torch.long, device=device)
+    offsets[1:] = torch.cumsum(torch.bincount(source, minlength=n), 0)
+    return offsets, target, distance
+
+
+def d2_forward(importance: torch.Tensor, graph, gamma: float) -> torch.Tensor:
+    """Forward message passing (float64): importance_i + sum over neighbours j of
+    exp(-gamma * d_ij) * max(importance_j, 1e-7)."""
+    offsets, target, distance = graph
+    importance = importance.double().to(target.device)
+    source = torch.repeat_interleave(
+        torch.arange(len(importance), device=target.device), offsets.diff()
+    )
+    message = torch.exp(-gamma * distance.double()) * importance[target].clamp_min(IMPORTANCE_FLOOR)
+    return importance + torch.zeros_like(importance).index_add_(0, source, message)
+
+
+def d2_greedy(score: torch.Tensor, graph, gamma: float, budget: int) -> list[int]:
+    """Reverse message passing: `budget` positions in pick order. Each pick is the highest
+    current score (ties: the lower position); every unpicked neighbour j of a pick i then
+    loses exp(-gamma * d_ij) * score_i. A heap with lazy deletion: each changed score is
+    pushed anew and stale entries are skipped, O((n + budget * degree) log n)."""
+    offsets, target, distance = (t.cpu() for t in graph)
+    scores = _doubles(score.double().cpu())
+    weight = _doubles(torch.exp(-gamma * distance.double()))
+    offset, neighbour = _longs(offsets), _longs(target)
+    heap = [(-value, i) for i, value in enumerate(scores)]
+    heapq.heapify(heap)
+    taken = bytearray(len(scores))
+    picks: list[int] = []
+    while len(picks) < budget:
+        negative, i = heapq.heappop(heap)
+        if taken[i] or -negative != scores[i]:
+            continue  # taken already, or a stale entry of a score changed since
+        taken[i] = 1
+        picks.append(i)
+        message = scores[i]
+        for edge in range(offset[i], offset[i + 1]):
+            j = neighbour[edge]
+            if not taken[j]:
+                scores[j] -= weight[edge] * message
+                heapq.heappush(heap, (-scores[j], j))
+    return picks
+
+
+def _doubles(values: torch.Tensor) -> array:
+    return array("d", values.double().contiguous().numpy().tobytes())
+
+
+def _longs(values: torch.Tensor) -> array:
+    return array("q", values.long().cpu().contiguous().numpy().tobytes())
+
+
+def d2_select(
+    features: torch.Tensor,
+    importance: torch.Tensor,
+    budget: int,
+    *,
+    neighbours: int,
+    forward_gamma: float,
+    reverse_gamma: float,
+) -> torch.Tensor:
+    """D2 pruning of one group: positions (int64, pick order) of `budget` rows of
+    `features`, given each row's importance (larger = more important)."""
+    if budget >= len(features):
+        return torch.arange(len(features))
+    graph = undirected_graph(*knn_graph(features, neighbours))
+    score = d2_forward(importance, graph, forward_gamma)
+    return torch.tensor(d2_greedy(score, graph, reverse_gamma, budget), dtype=torch.long)
+
+
+def kcenter_greedy(features: torch.Tensor, budget: int, generator: torch.Generator) -> torch.Tensor:
+    """k-center greedy of one group: positions (int64, pick order) of `budget` rows, the
+    first drawn at random from `generator`, each next one the row farthest (Euclidean) from
+    all rows picked so far (ties: the lower position).
+
+    One min-distance vector, updated per pick. The triangle inequality skips most rows:
+    a row x whose nearest pick a is at distance m(x) cannot come nearer to a new pick c
+    when d(c, a) >= 2 m(x), so only the rows failing that test get a distance computed.
+    """
+    x = _centred(features)
+    n = len(x)
+    if budget >= n:
+        return torch.arange(n)
+    squared = (x * x).sum(1)
+    norm = squared.sqrt()
+    # |x|^2 + |c|^2 - 2 x.c loses about sqrt(eps * max |x|^2) to cancellation: widen the tests
+    tolerance = 8 * (torch.finfo(x.dtype).eps * float(squared.max())) ** 0.5
+    centers = x.new_empty(budget, x.shape[1])  # the picks' rows, contiguous
+    centers_squared = x.new_empty(budget)
+    nearest = torch.zeros(n, dtype=torch.long, device=x.device)  # which pick is nearest
+    first = int(torch.randint(n, (1,), generator=generator))
+    picks = [first]
+    centers[0], centers_squared[0] = x[first], squared[first]
+    gap = _distances_to(x, squared, torch.arange(n, device=x.device), first)
+    gap[first] = -1.0  # picked: never the farthest, never updated
+    for t in range(1, budget):
+        pick = int(torch.argmax(gap))
+        between = _distances(centers[:t], centers_squared[:t], x[pick], squared[pick])
+        bound = 2 * gap * (1 + PRUNE_SLACK) + tolerance
+        # d(c, x) >= d(c, a) - m(x) and d(c, x) >= | |x| - |c| |: either >= m(x) rules x out
+        maybe = (between[nearest] < bound) & ((norm - norm[pick]).abs() < bound - gap)
+        maybe = maybe.nonzero().squeeze(1)
+        distance = _distances_to(x, squared, maybe, pick)
+        closer = distance < gap[maybe]
+        moved = maybe[closer]
+        gap[moved] = distance[closer]
+        nearest[moved] = t
+        gap[pick] = -1.0
+        centers[t], centers_squared[t] = x[pick], squared[pick]
+        picks.append(pick)
+    return torch.tensor(picks, dtype=torch.long)
+
+
+def _centred(features: torch.Tensor) -> torch.Tensor:
+    """float64 kept, anything else in float32; centred, which leaves distances unchanged
+    and shrinks the norms whose cancellation limits the |x|^2 - 2 x.c + |c|^2 form."""
+    x = features if features.dtype == torch.float64 else features.float()
+    mean = x.mean(0)
+    return x - mean if x is features else x.sub_(mean)  # never changes the caller's tensor
+
+
+def _distances_to(x, squared, rows, center: int) -> torch.Tensor:
+    """Euclidean distances from x[rows] to x[center]."""
+    if len(rows) * 4 > len(x):  # most rows: one pass over all beats gathering them
+        return _distances(x, squared, x[center], squared[center])[rows]
+    return _distances(x.index_select(0, rows), squared[rows], x[center], squared[center])
+
+
+def _distances(rows, rows_squared, point, point_squared) -> torch.Tensor:
+    """Euclidean distances from each row to `point`, as sqrt(|r|^2 + |p|^2 - 2 r.p)."""
+    return torch.addmv(rows_squared + point_squared, rows, point, alpha=-2).clamp_min(0).sqrt()
+
+
+__all__ = [
+    "d2_forward",
+    "d2_greedy",
+    "d2_select",
+    "kcenter_greedy",
+    "knn_graph",
+    "undirected_graph",
+]
