@@ -57,3 +57,13 @@ class RunFolder:
     def features(self) -> str:
         """Penultimate-layer features of the final model (coverage, moderate, D2, k-center)."""
         return self._file(f"features-{self.task}.pt")
+
+
+def features_beside(score_path: str) -> str:
+    """The features file that generate_importance_score*.py writes with a score file: the
+    score file's folder is the scored run's folder <base-dir>/<task>, which holds
+    features-<task>.pt (RunFolder.features). The rule holds for the default score path
+    (data-score-<task>.pickle in the run folder); a score file written elsewhere with
+    --data-score-path has no features beside it, so pass the features path explicitly."""
+    run_dir = os.path.dirname(os.path.abspath(score_path))
+    return RunFolder(os.path.dirname(run_dir), os.path.basename(run_dir)).features
