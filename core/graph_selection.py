@@ -22,10 +22,15 @@ from math import isqrt
 import torch
 
 IMPORTANCE_FLOOR = 1e-7  # the D2 code's epsilon: a neighbour's message uses max(score, 1e-7)
-CHUNK_ELEMENTS = 1 << 24  # distance entries per block of the kNN pass (64 MiB in float32)
+CHUNK_ELEMENTS = (
+    1 << 22
+)  # entries per block of pairs (16 MiB in float32: the passes over it stay fast)
 # k-center skips an example when the triangle inequality proves the new center is not nearer;
 # the slack keeps float rounding from skipping one that ties
 PRUNE_SLACK = 1e-4
+# k-center bounds distances within this many principal directions when it picks more than
+# SKETCH_MIN_PICKS (computing the directions costs about as much as a few hundred picks)
+SKETCH_DIM, SKETCH_MIN_PICKS = 32, 256
 
 
 def knn_graph(features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,19 +39,20 @@ def knn_graph(features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     float64 for float64 features, else float32 (the dtype computed in).
 
     Exact, in square blocks of pairs on the features' device, O(n*k + block) memory. A fast
-    pass keeps each row's best 2k'+8 candidates by |x_i|^2 + |x_j|^2 - 2 x_i.x_j: first
+    pass keeps each row's best k'+8 candidates by |x_i|^2 + |x_j|^2 - 2 x_i.x_j: first
     within each diagonal block, then each block above the diagonal (one matrix product
     serving its rows and its columns: n^2/2 dot products in all) only offers the pairs
-    nearer than a row's current worst candidate. The candidates are then re-ranked by
-    directly computed distances, so float cancellation in the fast pass cannot swap a
-    neighbour in or out.
+    nearer than a row's current worst candidate. A row whose first k'+1 keys lie within
+    the fast pass's rounding error of each other has its candidates re-ranked by directly
+    computed distances (_exact_rerank), so float cancellation cannot swap a neighbour in or
+    out; the distances returned are always computed directly.
     """
     x = _centred(features)
     n = len(x)
     k = max(0, min(int(k), n - 1))
     if k == 0:
         return torch.empty(n, 0, dtype=torch.long, device=x.device), x.new_empty(n, 0)
-    kept = min(n - 1, 2 * k + 8)
+    kept = min(n - 1, k + 8)  # room for near ties at the k-th, which the re-ranking settles
     best_key = x.new_full((n, kept), float("inf"))
     best = torch.zeros(n, kept, dtype=torch.long, device=x.device)
     squared = (x * x).sum(1)
@@ -73,7 +79,7 @@ def knn_graph(features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
                     torch.cat([column + b, row_t + a]),
                     torch.cat([block[row, column], block[row_t, column_t]]),
                 )
-    return _exact_rerank(x, best, k)
+    return _exact_rerank(x, squared, best_key, best, k)
 
 
 def _squared_distances(x, squared, a, b, size) -> torch.Tensor:
@@ -106,20 +112,38 @@ def _merge_candidates(best_key, best, worst, row, candidate, key) -> None:
     worst[rows] = best_key[rows].amax(1)
 
 
-def _exact_rerank(x, candidates, k):
-    """The k nearest of each row's candidates by directly computed distance, ties to the
-    lower index (candidates sorted by index first, then a stable sort by distance)."""
-    n, kept = candidates.shape
-    neighbours = torch.empty(n, k, dtype=torch.long, device=x.device)
-    distances = x.new_empty(n, k)
-    rows = max(1, CHUNK_ELEMENTS // (kept * x.shape[1]))
-    for start in range(0, n, rows):
-        chunk = candidates[start : start + rows].sort(dim=1).values
-        distance = (x[start : start + rows].unsqueeze(1) - x[chunk]).norm(dim=2)
-        distance, order = distance.sort(dim=1, stable=True)
-        neighbours[start : start + rows] = chunk.gather(1, order[:, :k])
-        distances[start : start + rows] = distance[:, :k]
+def _exact_rerank(x, squared, best_key, best, k):
+    """Each row's k nearest by directly computed distance, ties to the lower index.
+
+    The fast keys carry rounding error up to about sqrt(D) * eps * max |x|^2 (the matrix
+    product's); a row whose first k+1 keys are further apart than twice that already has
+    its k nearest, in order, among the candidates' first k. Only the other rows (near ties)
+    have all their candidates' distances computed directly; the rest only their k."""
+    best, order = best.sort(dim=1)  # ties below go to the lower index
+    best_key, order = best_key.gather(1, order).sort(dim=1, stable=True)
+    best = best.gather(1, order)
+    tolerance = 16 * (x.shape[1] + 2) ** 0.5 * torch.finfo(x.dtype).eps * float(squared.max())
+    settled = (best_key[:, : k + 1].diff(dim=1) > 2 * tolerance).all(1)
+    neighbours, distances = best[:, :k].clone(), x.new_empty(len(x), k)
+    for rows in _row_chunks(len(x), k * x.shape[1]):
+        distances[rows] = _direct_distances(x, rows, neighbours[rows])
+    unsettled = (~settled).nonzero().squeeze(1)
+    for rows in _row_chunks(len(unsettled), best.shape[1] * x.shape[1]):
+        near_ties = unsettled[rows]
+        distance, order = _direct_distances(x, near_ties, best[near_ties]).sort(dim=1, stable=True)
+        neighbours[near_ties] = best[near_ties].gather(1, order[:, :k])
+        distances[near_ties] = distance[:, :k]
     return neighbours, distances
+
+
+def _row_chunks(n: int, per_row: int):
+    rows = max(1, CHUNK_ELEMENTS // per_row)
+    return [slice(start, start + rows) for start in range(0, n, rows)]
+
+
+def _direct_distances(x, rows, columns) -> torch.Tensor:
+    """|x[rows[i]] - x[columns[i, j]]| as [len(rows), columns.shape[1]], by differences."""
+    return (x[rows].unsqueeze(1) - x[columns]).norm(dim=2)
 
 
 def undirected_graph(
@@ -216,9 +240,12 @@ def kcenter_greedy(features: torch.Tensor, budget: int, generator: torch.Generat
     first drawn at random from `generator`, each next one the row farthest (Euclidean) from
     all rows picked so far (ties: the lower position).
 
-    One min-distance vector, updated per pick. The triangle inequality skips most rows:
-    a row x whose nearest pick a is at distance m(x) cannot come nearer to a new pick c
-    when d(c, a) >= 2 m(x), so only the rows failing that test get a distance computed.
+    One min-distance vector m, updated per pick c. Lower bounds on d(c, x) skip most rows,
+    each a proof that c is not nearer to x than m(x): d(c, a) - m(x), a the pick nearest
+    to x (triangle inequality); | |x| - |c| |; and, over many picks, the distance within
+    the features' leading principal directions (a projection only shortens distances)
+    combined with the difference of the lengths left outside them. Only the remaining rows
+    get their distance to c computed.
     """
     x = _centred(features)
     n = len(x)
@@ -228,30 +255,62 @@ def kcenter_greedy(features: torch.Tensor, budget: int, generator: torch.Generat
     norm = squared.sqrt()
     # |x|^2 + |c|^2 - 2 x.c loses about sqrt(eps * max |x|^2) to cancellation: widen the tests
     tolerance = 8 * (torch.finfo(x.dtype).eps * float(squared.max())) ** 0.5
-    centers = x.new_empty(budget, x.shape[1])  # the picks' rows, contiguous
-    centers_squared = x.new_empty(budget)
+    sketch = _sketch(x, squared) if budget > SKETCH_MIN_PICKS and x.shape[1] > SKETCH_DIM else None
+    low, low_squared = sketch[:2] if sketch else (x, squared)  # d(c, a) bounded from below
+    centers = low.new_empty(budget, low.shape[1])  # the picks' rows, contiguous
+    centers_squared = low.new_empty(budget)
     nearest = torch.zeros(n, dtype=torch.long, device=x.device)  # which pick is nearest
     first = int(torch.randint(n, (1,), generator=generator))
     picks = [first]
-    centers[0], centers_squared[0] = x[first], squared[first]
-    gap = _distances_to(x, squared, torch.arange(n, device=x.device), first)
-    gap[first] = -1.0  # picked: never the farthest, never updated
+    centers[0], centers_squared[0] = low[first], low_squared[first]
+    gap = _distances(x, squared, x[first], squared[first])
+    gap[first] = -1.0  # picked: never the farthest, never a candidate
+    reach = _reach(gap, tolerance)  # m(x) widened by the rounding slack
     for t in range(1, budget):
         pick = int(torch.argmax(gap))
-        between = _distances(centers[:t], centers_squared[:t], x[pick], squared[pick])
-        bound = 2 * gap * (1 + PRUNE_SLACK) + tolerance
-        # d(c, x) >= d(c, a) - m(x) and d(c, x) >= | |x| - |c| |: either >= m(x) rules x out
-        maybe = (between[nearest] < bound) & ((norm - norm[pick]).abs() < bound - gap)
-        maybe = maybe.nonzero().squeeze(1)
+        between = _distances(centers[:t], centers_squared[:t], low[pick], low_squared[pick])
+        # index_select rather than [] indexing throughout: several times faster per call
+        maybe = (between.index_select(0, nearest) < gap + reach).nonzero().squeeze(1)
+        reach_maybe = reach.index_select(0, maybe)
+        keep = (norm.index_select(0, maybe) - norm[pick]).abs() < reach_maybe
+        if sketch is not None:
+            keep &= _sketch_distances(sketch, maybe, pick) < reach_maybe
+        maybe = maybe.masked_select(keep)
         distance = _distances_to(x, squared, maybe, pick)
-        closer = distance < gap[maybe]
-        moved = maybe[closer]
-        gap[moved] = distance[closer]
+        closer = distance < gap.index_select(0, maybe)
+        moved = torch.cat([maybe.masked_select(closer), torch.tensor([pick], device=x.device)])
+        gap[moved] = torch.cat([distance.masked_select(closer), gap.new_full((1,), -1.0)])
+        reach[moved] = _reach(gap.index_select(0, moved), tolerance)
         nearest[moved] = t
-        gap[pick] = -1.0
-        centers[t], centers_squared[t] = x[pick], squared[pick]
+        centers[t], centers_squared[t] = low[pick], low_squared[pick]
         picks.append(pick)
     return torch.tensor(picks, dtype=torch.long)
+
+
+def _reach(gap: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """m(x) plus the slack that keeps rounding from ruling out a row that ties; -inf for a
+    picked row (m = -1), so no bound ever makes it a candidate."""
+    return torch.where(gap < 0, -torch.inf, gap * (1 + PRUNE_SLACK) + tolerance)
+
+
+def _sketch(x, squared):
+    """(x in its SKETCH_DIM leading principal directions, their squared lengths, the
+    lengths left outside them). Any orthonormal basis gives valid lower bounds, a good one
+    tight bounds, so the directions come from at most ~8,000 evenly spaced rows."""
+    sample = x[:: max(1, len(x) // 8192)]
+    covariance = (sample.T @ sample).double()
+    basis = torch.linalg.eigh(covariance).eigenvectors[:, -SKETCH_DIM:].to(x.dtype)
+    inside = x @ basis
+    inside_squared = (inside * inside).sum(1)
+    return inside, inside_squared, (squared - inside_squared).clamp_min(0).sqrt()
+
+
+def _sketch_distances(sketch, rows, center: int) -> torch.Tensor:
+    """Lower bounds on d(x[rows], x[center]): sqrt(|P(x - c)|^2 + (|x - Px| - |c - Pc|)^2)."""
+    inside, inside_squared, outside = sketch
+    within = _distances(inside.index_select(0, rows), inside_squared.index_select(0, rows),
+                        inside[center], inside_squared[center])  # fmt: skip
+    return torch.hypot(within, outside.index_select(0, rows) - outside[center])
 
 
 def _centred(features: torch.Tensor) -> torch.Tensor:
@@ -265,8 +324,10 @@ def _centred(features: torch.Tensor) -> torch.Tensor:
 def _distances_to(x, squared, rows, center: int) -> torch.Tensor:
     """Euclidean distances from x[rows] to x[center]."""
     if len(rows) * 4 > len(x):  # most rows: one pass over all beats gathering them
-        return _distances(x, squared, x[center], squared[center])[rows]
-    return _distances(x.index_select(0, rows), squared[rows], x[center], squared[center])
+        return _distances(x, squared, x[center], squared[center]).index_select(0, rows)
+    return _distances(
+        x.index_select(0, rows), squared.index_select(0, rows), x[center], squared[center]
+    )
 
 
 def _distances(rows, rows_squared, point, point_squared) -> torch.Tensor:

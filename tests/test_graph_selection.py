@@ -170,8 +170,12 @@ def first_draw(n, seed):
     return int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed)))
 
 
+@pytest.mark.parametrize("sketch", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_kcenter_picks_equal_dense_greedy(seed):
+def test_kcenter_picks_equal_dense_greedy(monkeypatch, seed, sketch):
+    if sketch:  # the principal-direction bound, otherwise used from 256 picks of > 32 dims
+        monkeypatch.setattr(graph_selection, "SKETCH_DIM", 4)
+        monkeypatch.setattr(graph_selection, "SKETCH_MIN_PICKS", 0)
     x = blobs(500, seed=seed)
     picks = kcenter_greedy(x, 120, torch.Generator().manual_seed(seed))
     assert picks.tolist() == dense_kcenter(x, 120, first_draw(500, seed))
