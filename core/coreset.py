@@ -132,8 +132,9 @@ def select_coreset(
     scoring run) after the same hard cut as CCS: d2 over a kNN graph of d2_neighbors
     neighbours with `key` as importance (descending: larger is more important; the default
     False takes smaller as more important, as for AUM), kcenter from a random start drawn
-    from `seed`. With class_balanced both select within each class: d2 splits the budget
-    equally over classes (as the D2 code does), kcenter in proportion to class sizes.
+    from `seed`. With class_balanced both select within each class, the budget split
+    equally over classes (a class with fewer examples gives its share to the others), as
+    the D2 code does for both.
     `descending` applies to coreset and d2 modes, `class_balanced` to coreset, d2 and
     kcenter, `mis_*` to stratified, d2 and kcenter, `strata` to stratified mode only.
     """
@@ -338,7 +339,7 @@ def _select(
         kept = hard_cut_survivors(data_score, n, mis_ratio, mis_key, mis_descending)
     if mode in FEATURE_MODES:
         groups = _class_groups(data_score, kept, class_balanced)
-        budgets = _group_budgets(mode, groups, budget)
+        budgets = _group_budgets(groups, budget)
         d2 = dict(neighbours=d2_neighbors, forward_gamma=d2_forward_gamma,
                   reverse_gamma=d2_reverse_gamma)  # fmt: skip
         select_one = _picker(mode, data_score, kept, key, descending, generator, d2)
@@ -364,13 +365,10 @@ def _class_groups(data_score, kept: torch.Tensor, class_balanced: bool) -> list[
     return list(torch.split(_stable_order(targets, False), counts.tolist()))
 
 
-def _group_budgets(mode: str, groups: list[torch.Tensor], budget: int) -> list[int]:
-    """d2: the budget split equally over classes, a class that has fewer taking all it has
-    (the D2 code's uniform bin_allocate); kcenter: in proportion to class sizes."""
-    sizes = [len(group) for group in groups]
-    if mode == "d2":
-        return allocate_budget(sizes, budget)
-    return largest_remainder(torch.tensor(sizes), budget).tolist()
+def _group_budgets(groups: list[torch.Tensor], budget: int) -> list[int]:
+    """The budget split equally over the groups, a group that has fewer taking all it has:
+    allocate_budget, as the D2 code's uniform bin_allocate splits it over classes."""
+    return allocate_budget([len(group) for group in groups], budget)
 
 
 def _importance(score: torch.Tensor, descending: bool) -> torch.Tensor:

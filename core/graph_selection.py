@@ -31,6 +31,7 @@ PRUNE_SLACK = 1e-4
 # k-center bounds distances within this many principal directions when it picks more than
 # SKETCH_MIN_PICKS (computing the directions costs about as much as a few hundred picks)
 SKETCH_DIM, SKETCH_MIN_PICKS = 32, 256
+PLAIN_MAX_ROWS = 4096  # k-center on at most this many rows skips the bounds altogether
 
 
 def knn_graph(features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,13 +246,16 @@ def kcenter_greedy(features: torch.Tensor, budget: int, generator: torch.Generat
     to x (triangle inequality); | |x| - |c| |; and, over many picks, the distance within
     the features' leading principal directions (a projection only shortens distances)
     combined with the difference of the lengths left outside them. Only the remaining rows
-    get their distance to c computed.
+    get their distance to c computed. Groups of at most PLAIN_MAX_ROWS rows skip the bounds.
     """
     x = _centred(features)
     n = len(x)
     if budget >= n:
         return torch.arange(n)
     squared = (x * x).sum(1)
+    first = int(torch.randint(n, (1,), generator=generator))
+    if n <= PLAIN_MAX_ROWS:
+        return _kcenter_plain(x, squared, budget, first)
     norm = squared.sqrt()
     # |x|^2 + |c|^2 - 2 x.c loses about sqrt(eps * max |x|^2) to cancellation: widen the tests
     tolerance = 8 * (torch.finfo(x.dtype).eps * float(squared.max())) ** 0.5
@@ -260,7 +264,6 @@ def kcenter_greedy(features: torch.Tensor, budget: int, generator: torch.Generat
     centers = low.new_empty(budget, low.shape[1])  # the picks' rows, contiguous
     centers_squared = low.new_empty(budget)
     nearest = torch.zeros(n, dtype=torch.long, device=x.device)  # which pick is nearest
-    first = int(torch.randint(n, (1,), generator=generator))
     picks = [first]
     centers[0], centers_squared[0] = low[first], low_squared[first]
     gap = _distances(x, squared, x[first], squared[first])
@@ -283,6 +286,20 @@ def kcenter_greedy(features: torch.Tensor, budget: int, generator: torch.Generat
         reach[moved] = _reach(gap.index_select(0, moved), tolerance)
         nearest[moved] = t
         centers[t], centers_squared[t] = low[pick], low_squared[pick]
+        picks.append(pick)
+    return torch.tensor(picks, dtype=torch.long)
+
+
+def _kcenter_plain(x, squared, budget: int, first: int) -> torch.Tensor:
+    """k-center greedy computing every row's distance to each pick: for a few thousand
+    rows, a few operations per pick cost less than the bounds' bookkeeping."""
+    picks = [first]
+    gap = _distances(x, squared, x[first], squared[first])
+    gap[first] = -1.0
+    for _ in range(1, budget):
+        pick = int(torch.argmax(gap))
+        torch.minimum(gap, _distances(x, squared, x[pick], squared[pick]), out=gap)
+        gap[pick] = -1.0  # picked: never the farthest (earlier picks stay at -1)
         picks.append(pick)
     return torch.tensor(picks, dtype=torch.long)
 

@@ -457,17 +457,18 @@ def test_feature_modes_exact_size_hard_cut_and_seed(settings):
     assert torch.equal(chosen, again)
 
 
-def test_feature_modes_class_budgets():
+@pytest.mark.parametrize("mode", ["d2", "kcenter"])
+def test_feature_modes_split_the_budget_equally_over_classes(mode):
     score, features = random_scores(), clustered_features()
+    score["targets"][score["targets"] == 3] = 4  # class 3 gone, class 4 twice as large
+    score["targets"][:2990][score["targets"][:2990] == 7] = 8  # class 7: fewer than its share
     kept = hard_cut_survivors(score, 3000, 0.3, "accumulated_margin", False)
     sizes = torch.bincount(score["targets"][kept].long(), minlength=10)
-    d2 = select_coreset(score, "d2", 0.2, mis_ratio=0.3, class_balanced=True, features=features)
-    counts = torch.bincount(score["targets"][d2].long(), minlength=10)
-    assert counts.tolist() == allocate_budget(sizes.tolist(), 600)  # equal shares, as D2's code
-    kc = select_coreset(score, "kcenter", 0.2, mis_ratio=0.3, class_balanced=True,
-                        features=features, seed=0)  # fmt: skip
-    counts = torch.bincount(score["targets"][kc].long(), minlength=10)
-    assert counts.tolist() == largest_remainder(sizes, 600).tolist()  # shares by class size
+    chosen = select_coreset(score, mode, 0.2, mis_ratio=0.3, class_balanced=True,
+                            features=features, seed=0)  # fmt: skip
+    counts = torch.bincount(score["targets"][chosen].long(), minlength=10)
+    assert counts.tolist() == allocate_budget(sizes.tolist(), 600)  # as the D2 code's split
+    assert counts[7] == sizes[7] and sorted(set(counts.tolist()) - {0, int(sizes[7])}) == [74, 75]
 
 
 def test_d2_importance_orientation():

@@ -170,18 +170,27 @@ def first_draw(n, seed):
     return int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed)))
 
 
-@pytest.mark.parametrize("sketch", [False, True])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_kcenter_picks_equal_dense_greedy(monkeypatch, seed, sketch):
-    if sketch:  # the principal-direction bound, otherwise used from 256 picks of > 32 dims
+@pytest.fixture(params=["plain", "bounds", "bounds and sketch"])
+def kcenter_path(request, monkeypatch):
+    """Each way kcenter_greedy can run on a few hundred rows: every distance (up to 4,096
+    rows), the lower bounds, and the bounds with the principal-direction sketch (from 256
+    picks of more than 32 dims)."""
+    if request.param != "plain":
+        monkeypatch.setattr(graph_selection, "PLAIN_MAX_ROWS", 0)
+    if request.param == "bounds and sketch":
         monkeypatch.setattr(graph_selection, "SKETCH_DIM", 4)
         monkeypatch.setattr(graph_selection, "SKETCH_MIN_PICKS", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kcenter_picks_equal_dense_greedy(kcenter_path, seed):
     x = blobs(500, seed=seed)
     picks = kcenter_greedy(x, 120, torch.Generator().manual_seed(seed))
     assert picks.tolist() == dense_kcenter(x, 120, first_draw(500, seed))
 
 
-def test_kcenter_float16_features_keep_the_greedy_radius():
+def test_kcenter_float16_features_keep_the_greedy_radius(kcenter_path):
     """float16 features are computed in float32: same picks as the dense float64 greedy on
     the same (rounded) values, up to float32 ties, so compare the covering radius."""
     x = blobs(500, seed=3).half()
@@ -205,7 +214,7 @@ def test_kcenter_covers_clustered_data_no_worse_than_random(seed):
         assert len(set(picks.tolist())) == budget
 
 
-def test_kcenter_with_duplicates_and_whole_groups():
+def test_kcenter_with_duplicates_and_whole_groups(kcenter_path):
     x = torch.zeros(6, 3)
     x[5] = 1.0  # five identical rows and one apart
     picks = kcenter_greedy(x, 4, torch.Generator().manual_seed(0))
