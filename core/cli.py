@@ -199,7 +199,7 @@ def add_coreset_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_feature_mode_flags(parser: argparse.ArgumentParser) -> None:
     """(ours) The flags of the d2 and kcenter modes, which select on the scoring run's
-    penultimate features (docs/FAITHFULNESS.md, section Feature-space baselines)."""
+    penultimate features (docs/FAITHFULNESS.md, section G)."""
     parser.add_argument(
         "--features-path",
         type=str,

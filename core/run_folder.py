@@ -65,5 +65,8 @@ def features_beside(score_path: str) -> str:
     features-<task>.pt (RunFolder.features). The rule holds for the default score path
     (data-score-<task>.pickle in the run folder); a score file written elsewhere with
     --data-score-path has no features beside it, so pass the features path explicitly."""
-    run_dir = os.path.dirname(os.path.abspath(score_path))
-    return RunFolder(os.path.dirname(run_dir), os.path.basename(run_dir)).features
+    run_dir = os.path.normpath(os.path.dirname(score_path) or os.curdir)
+    task = os.path.basename(os.path.abspath(run_dir))
+    if os.path.basename(run_dir) != task:  # "." or "..": the folder's name needs its path
+        run_dir = os.path.abspath(run_dir)
+    return RunFolder(os.path.dirname(run_dir), task).features  # relative stays relative

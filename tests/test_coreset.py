@@ -577,3 +577,6 @@ def test_features_beside_follows_the_run_folder():
     run = RunFolder("/runs/cifar10", "all-data")
     assert features_beside(run.data_score) == run.features
     assert features_beside("/runs/x/custom-name.pickle") == "/runs/x/features-x.pt"
+    assert features_beside("./runs/x/s.pickle") == os.path.join("runs", "x", "features-x.pt")
+    here = os.path.basename(os.getcwd())
+    assert features_beside("s.pickle") == os.path.join(os.getcwd(), f"features-{here}.pt")
