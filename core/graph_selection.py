@@ -23,9 +23,8 @@ from math import isqrt
 import torch
 
 IMPORTANCE_FLOOR = 1e-7  # the D2 code's epsilon: a neighbour's message uses max(score, 1e-7)
-CHUNK_ELEMENTS = (
-    1 << 22
-)  # entries per block of pairs (16 MiB in float32: the passes over it stay fast)
+# entries per block of pairs: 16 MiB in float32, small enough for the passes over it to stay fast
+CHUNK_ELEMENTS = 1 << 22
 # k-center skips an example when the triangle inequality proves the new center is not nearer;
 # the slack keeps float rounding from skipping one that ties
 PRUNE_SLACK = 1e-4
