@@ -112,8 +112,9 @@ def main(args) -> int:
     indices = None
     if coreset is not None:
         indices = select_from_score_file(
-            args.data_score_path, targets=data.train.targets, seed=args.seed, **coreset
-        )
+            args.data_score_path, targets=data.train.targets, seed=args.seed,
+            features_path=cli.features_path(args), **coreset,
+        )  # fmt: skip
     seed_everything(args.seed)  # the same on every rank: DDP starts from rank 0's weights anyway
     on_device = dict(mean=data.mean, std=data.std, device=device, channels_last=True,
                      seed=args.seed, rank=dist_utils.rank(),

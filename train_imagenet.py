@@ -71,8 +71,9 @@ def main(args) -> int:
     indices = None
     if coreset is not None:
         indices = select_from_score_file(
-            args.data_score_path, targets=data.train.targets, seed=args.seed, **coreset
-        )
+            args.data_score_path, targets=data.train.targets, seed=args.seed,
+            features_path=cli.features_path(args), **coreset,
+        )  # fmt: skip
     seed_everything(args.seed)  # the same on every rank: DDP starts from rank 0's weights anyway
     if args.workers is None:  # resolved here so that metrics.json records the number used
         args.workers = default_workers(dist_utils.local_world_size())

@@ -6,10 +6,17 @@ C5 (stable orderings) and C6 (allocation ties in stratum order) fixed, so their 
 checked against ours: identical for the deterministic modes, identical per-stratum counts for
 CCS (whose random draws differ, C7). Run it on one core: `taskset -c 0 python ...`.
 
+A second table times the feature-space peers, D2 pruning and k-center greedy, on synthetic
+512-dim features (no loop column: the authors' code builds a dense N x N distance matrix,
+20 GB at N = 50,000); --scaling adds their N-scaling on one graph over all examples and the
+extrapolation to ImageNet's N.
+
     python bench/bench_selection.py [--sizes 50000 1281167] [--repeats 3]
+        [--feature-sizes 50000 1281167] [--scaling 12500 25000 50000 100000]
 """
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -117,6 +124,70 @@ MODES = {
 }
 
 
+# ---- the feature-space peers --------------------------------------------------------------------
+
+IMAGENET_N = 1_281_167
+FEATURE_DIM = 512
+PEERS = {  # settings as scripts/methods.sh runs them, and the same on one graph of all examples
+    "d2 per class": dict(mode="d2", ratio=RATIO, key="forgetting", descending=True,
+                         class_balanced=True, mis_ratio=0.4),
+    "d2 all": dict(mode="d2", ratio=RATIO, key="forgetting", descending=True),
+    "kcenter per class": dict(mode="kcenter", ratio=RATIO, class_balanced=True),
+    "kcenter all": dict(mode="kcenter", ratio=RATIO),
+}  # fmt: skip
+
+
+def synthetic_features(targets: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """float16 [N, 512] features shaped like a trained network's penultimate ones: one
+    cluster per class, spread along a 32-dim subspace plus small isotropic noise, after a
+    ReLU. Made in slices so that ImageNet's N needs no float32 copy of it all."""
+    gen = torch.Generator().manual_seed(seed)
+    classes = int(targets.max()) + 1
+    centers = torch.randn(classes, FEATURE_DIM, generator=gen) * 2
+    spread = torch.randn(32, FEATURE_DIM, generator=gen) / 32**0.5
+    parts = []
+    for part in targets.long().split(1 << 16):
+        latent = torch.randn(len(part), 32, generator=gen)
+        noise = 0.1 * torch.randn(len(part), FEATURE_DIM, generator=gen)
+        parts.append((centers[part] + latent @ spread + noise).relu().half())
+    return torch.cat(parts)
+
+
+def peer_rows(sizes, repeats):
+    """One row per peer and size; a graph of all examples is skipped above 100,000."""
+    header = f"{'mode':<20}{'N':>10}{'classes':>9}{'kept':>8}{'s':>10}"
+    print(f"\nfeature-space peers, {FEATURE_DIM}-dim features, ratio {RATIO}")
+    print(header + "\n" + "-" * len(header))
+    for n in sizes:
+        score = synthetic_scores(n, 10 if n <= 100_000 else 1000)
+        features = synthetic_features(score["targets"])
+        for name, kwargs in PEERS.items():
+            if name.endswith("all") and n > 100_000:
+                continue
+            seconds, kept = best_time(
+                partial(select_coreset, score, features=features, seed=0, **kwargs), repeats
+            )
+            classes = int(score["targets"].max()) + 1
+            print(f"{name:<20}{n:>10}{classes:>9}{len(kept):>8}{seconds:>10.1f}")
+
+
+def scaling_rows(sizes):
+    """d2 and k-center on one graph of all examples at growing N, and the time at ImageNet's
+    N extrapolated with the exponent of the last two sizes."""
+    print(f"\nN-scaling, one graph of all examples (10 classes), ratio {RATIO}")
+    for name in ("d2 all", "kcenter all"):
+        times = []
+        for n in sizes:
+            score = synthetic_scores(n, 10)
+            features = synthetic_features(score["targets"])
+            times.append(best_time(partial(select_coreset, score, features=features, seed=0,
+                                           **PEERS[name]), 1)[0])  # fmt: skip
+            print(f"{name:<20}{n:>10}{times[-1]:>10.1f} s", flush=True)
+        slope = math.log(times[-1] / times[-2]) / math.log(sizes[-1] / sizes[-2])
+        at_imagenet = times[-1] * (IMAGENET_N / sizes[-1]) ** slope
+        print(f"{name:<20}  ~N^{slope:.2f}: {at_imagenet / 3600:.1f} h at N = {IMAGENET_N:,}")
+
+
 def best_time(fn, repeats):
     best, result = float("inf"), None
     for _ in range(repeats):
@@ -147,10 +218,17 @@ def _survivors(values):
 
 def main(args):
     torch.set_num_threads(1)
-    print(
-        f"torch {torch.__version__}, 1 thread, ratio {RATIO}, mis-ratio {MIS_RATIO}, "
-        f"{STRATA} strata"
-    )
+    print(f"torch {torch.__version__}, 1 thread")
+    if args.sizes:
+        loop_rows(args)
+    if args.feature_sizes:
+        peer_rows(args.feature_sizes, args.feature_repeats)
+    if args.scaling:
+        scaling_rows(args.scaling)
+
+
+def loop_rows(args):
+    print(f"against a loop implementation: ratio {RATIO}, mis-ratio {MIS_RATIO}, {STRATA} strata")
     header = f"{'mode':<18}{'N':>10}{'classes':>9}{'ours s':>10}{'loop s':>10}{'speedup':>9}  check"
     print(header + "\n" + "-" * len(header))
     for n in args.sizes:
@@ -170,15 +248,36 @@ def parse_args():
     parser.add_argument(
         "--sizes",
         type=int,
-        nargs="+",
+        nargs="*",
         default=[50_000, 1_281_167],
-        help="dataset sizes (default: 50000 1281167)",
+        help="dataset sizes of the loop comparison (default: 50000 1281167)",
     )
     parser.add_argument(
         "--repeats",
         type=int,
         default=3,
         help="timed runs of each implementation, best kept (default: 3)",
+    )
+    parser.add_argument(
+        "--feature-sizes",
+        type=int,
+        nargs="*",
+        default=[50_000, IMAGENET_N],
+        help="dataset sizes of the d2 and kcenter rows (default: 50000 1281167)",
+    )
+    parser.add_argument(
+        "--feature-repeats",
+        type=int,
+        default=1,
+        help="timed runs of each d2 and kcenter row, best kept (default: 1)",
+    )
+    parser.add_argument(
+        "--scaling",
+        type=int,
+        nargs="*",
+        default=[],
+        help="sizes of the N-scaling of d2 and kcenter on one graph of all examples, "
+        "e.g. 12500 25000 50000 100000 (default: none)",
     )
     return parser.parse_args()
 

@@ -9,9 +9,11 @@ import argparse
 import math
 import os
 
+from core import coreset
 from core.coreset import MODES as CORESET_MODES
 from core.coreset import check_settings
 from core.errors import UserError, exit_with_error
+from core.run_folder import features_beside
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -133,7 +135,8 @@ def add_coreset_flags(parser: argparse.ArgumentParser) -> None:
         type=str,
         choices=CORESET_MODES,
         default=None,
-        help="random, coreset (score-ranked), stratified (CCS) or moderate",
+        help="random, coreset (score-ranked), stratified (CCS), moderate, d2 (D2 pruning) "
+        "or kcenter (k-center greedy)",
     )
     parser.add_argument(
         "--data-score-path",
@@ -152,14 +155,15 @@ def add_coreset_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         choices=(0, 1),
-        help="1 keeps the largest scores in coreset mode (default: 0)",
+        help="1: larger scores come first: coreset mode keeps the largest, d2 takes them "
+        "as the most important (default: 0)",
     )
     parser.add_argument(
         "--class-balanced",
         type=int,
         default=0,
         choices=(0, 1),
-        help="per-class selection in coreset mode (default: 0)",
+        help="per-class selection in coreset, d2 and kcenter modes (default: 0)",
     )
     parser.add_argument(
         "--coreset-ratio",
@@ -185,13 +189,49 @@ def add_coreset_flags(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="CCS hard cut: fraction of the training set dropped first, "
-        "the beta of the paper (default: 0.0)",
+        "the beta of the paper; also before d2 and kcenter (default: 0.0)",
     )
     parser.add_argument(
         "--strata",
         type=int,
         default=50,
         help="(ours; fixed at 50 in the reference) CCS strata (default: 50)",
+    )
+    add_feature_mode_flags(parser)
+
+
+def add_feature_mode_flags(parser: argparse.ArgumentParser) -> None:
+    """(ours) The flags of the d2 and kcenter modes, which select on the scoring run's
+    penultimate features (docs/FAITHFULNESS.md, section G)."""
+    parser.add_argument(
+        "--features-path",
+        type=str,
+        default=None,
+        help="(ours) features file of d2 and kcenter (default: features-<task>.pt beside "
+        "the score file, which generate_importance_score*.py writes into the scored run's "
+        "folder <base-dir>/<task>)",
+    )
+    parser.add_argument(
+        "--d2-neighbors",
+        type=int,
+        default=coreset.D2_NEIGHBORS,
+        help=f"(ours) d2: neighbours per example in the kNN graph (default: "
+        f"{coreset.D2_NEIGHBORS}, the D2 authors' CIFAR command)",
+    )
+    parser.add_argument(
+        "--d2-forward-gamma",
+        type=float,
+        default=coreset.D2_FORWARD_GAMMA,
+        help="(ours) d2: forward message passing weighs a neighbour's importance by "
+        f"exp(-gamma*distance) (default: {coreset.D2_FORWARD_GAMMA}, as the D2 code)",
+    )
+    parser.add_argument(
+        "--d2-reverse-gamma",
+        type=float,
+        default=coreset.D2_REVERSE_GAMMA,
+        help="(ours) d2: a pick lowers each neighbour's score by exp(-gamma*distance) times "
+        f"its own (default: {coreset.D2_REVERSE_GAMMA}, the D2 authors' CIFAR command's "
+        "--gamma)",
     )
 
 
@@ -239,7 +279,9 @@ def check_coreset_args(args) -> None:
     if not args.coreset:
         return
     check_settings(args.coreset_mode, args.coreset_ratio, key=args.coreset_key,
-                   mis_ratio=args.mis_ratio, strata=args.strata)  # fmt: skip
+                   mis_ratio=args.mis_ratio, strata=args.strata,
+                   d2_neighbors=args.d2_neighbors, d2_forward_gamma=args.d2_forward_gamma,
+                   d2_reverse_gamma=args.d2_reverse_gamma)  # fmt: skip
     if args.coreset_mode != "random" and not args.data_score_path:
         raise UserError(f"--coreset-mode {args.coreset_mode} needs --data-score-path")
     if args.coreset_mode == "stratified" and not args.coreset_key:
@@ -247,12 +289,21 @@ def check_coreset_args(args) -> None:
 
 
 def coreset_settings(args) -> dict | None:
-    """The selection settings as keyword arguments of core.coreset.select_coreset."""
+    """The selection settings as keyword arguments of core.coreset.select_coreset. The d2
+    parameters are included in d2 mode only, so that the settings recorded for (and
+    compared when resuming) runs of the other modes are those they always were."""
     if not args.coreset:
         return None
     key = args.coreset_key
-    if args.coreset_mode == "moderate" and key is None:
-        key = "moderate_distance"
+    if args.coreset_mode in ("moderate", "d2") and key is None:
+        key = coreset.DEFAULT_KEYS[args.coreset_mode]
+    d2 = {}
+    if args.coreset_mode == "d2":
+        d2 = {
+            "d2_neighbors": args.d2_neighbors,
+            "d2_forward_gamma": args.d2_forward_gamma,
+            "d2_reverse_gamma": args.d2_reverse_gamma,
+        }
     return {
         "mode": args.coreset_mode,
         "ratio": args.coreset_ratio,
@@ -263,7 +314,24 @@ def coreset_settings(args) -> dict | None:
         "mis_key": args.mis_key,
         "mis_descending": bool(args.mis_data_score_descending),
         "strata": args.strata,
+        **d2,
     }
+
+
+def features_path(args) -> str | None:
+    """The features file a coreset run reads: --features-path, else the one beside the score
+    file (core.run_folder.features_beside); None for modes that read none."""
+    if not args.coreset or args.coreset_mode not in coreset.FEATURE_MODES:
+        return None
+    return args.features_path or features_beside(args.data_score_path)
+
+
+def _file_settings(args) -> dict:
+    """The files a selection reads, for the fingerprint and metrics.json."""
+    files = {"data_score_path": args.data_score_path}
+    if features_path(args) is not None:
+        files["features_path"] = features_path(args)
+    return files
 
 
 def add_imagefolder_flags(parser: argparse.ArgumentParser, image_size_default=224) -> None:
@@ -295,20 +363,20 @@ def check_imagefolder_args(args) -> None:
 def fingerprint(args, keys) -> dict:
     """The flags a run folder must keep to be resumed: those named, and the coreset selection."""
     settings = {k: getattr(args, k) for k in keys}
-    settings["coreset"] = dict(coreset_settings(args) or {}, data_score_path=args.data_score_path)
+    settings["coreset"] = dict(coreset_settings(args) or {}, **_file_settings(args))
     return settings
 
 
 def run_record(args, dataset: str) -> dict:
     """What metrics.json says about how a run was made (besides its results and provenance)."""
-    coreset = coreset_settings(args)
-    if coreset is not None:  # absolute: the report finds it from any folder
-        path = args.data_score_path
-        coreset["data_score_path"] = os.path.abspath(path) if path else None
+    settings = coreset_settings(args)
+    if settings is not None:  # absolute paths: the report finds them from any folder
+        files = _file_settings(args)
+        settings.update({k: os.path.abspath(v) if v else v for k, v in files.items()})
     return {
         "seed": args.seed,
         "dataset": dataset,
         "network": args.network,
-        "coreset": coreset,
+        "coreset": settings,
         "args": vars(args),
     }

@@ -1,30 +1,43 @@
-"""Coreset selection: random, score-ordered, CCS (stratified) and Moderate-DS.
+"""Coreset selection: random, score-ordered, CCS (stratified), Moderate-DS, and two peers on
+the examples' features: D2 pruning and k-center greedy (their graph and greedy code is in
+core.graph_selection).
 
 Every mode returns dataset indices sorted ascending. Orderings by score are stable sorts (ties
 go to the lower dataset index); randomness comes from a seeded torch.Generator. Settings are
-checked by `check_settings`, score data by `check_data_score`, each once per selection.
+checked by `check_settings`, score data by `check_data_score`, features by `check_features`,
+each once per selection.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
 
+from core import graph_selection
 from core.errors import UserError
-from core.score_io import load_data_score
+from core.run_folder import features_beside
+from core.score_io import load_data_score, load_features
 
-MODES = ("random", "coreset", "stratified", "moderate")
-DEFAULT_KEYS = {"stratified": "accumulated_margin", "moderate": "moderate_distance"}
+MODES = ("random", "coreset", "stratified", "moderate", "d2", "kcenter")
+FEATURE_MODES = ("d2", "kcenter")  # select on the penultimate features of the scoring run
+HARD_CUT_MODES = ("stratified", "d2", "kcenter")  # honour mis_ratio, mis_key, mis_descending
+# d2: the importance score of the D2 authors' CIFAR-10/100 command (docs/FAITHFULNESS.md G2)
+DEFAULT_KEYS = {"stratified": "accumulated_margin", "moderate": "moderate_distance",
+                "d2": "forgetting"}  # fmt: skip
+# D2 pruning's defaults, from the authors' CIFAR-10/100 command and code (FAITHFULNESS.md G2)
+D2_NEIGHBORS, D2_FORWARD_GAMMA, D2_REVERSE_GAMMA = 5, 1.0, 0.1
 UPPER_EDGE_FACTOR = 1.0001  # the reference widens the top edge by 0.01%
 
 
 def method_name(mode: str, key: str | None) -> str:
-    """Name of a selection method in results: random, ccs, moderate, or the key (coreset mode)."""
+    """Name of a selection method in results: random, ccs, moderate, d2, kcenter, or the key
+    (coreset mode)."""
     _check_mode(mode)
     if mode == "coreset":
         return str(key)
-    return {"random": "random", "stratified": "ccs", "moderate": "moderate"}[mode]
+    return {"stratified": "ccs"}.get(mode, mode)
 
 
 def check_settings(
@@ -34,13 +47,17 @@ def check_settings(
     key: str | None = None,
     mis_ratio: float = 0.0,
     strata: int = 50,
+    d2_neighbors: int = D2_NEIGHBORS,
+    d2_forward_gamma: float = D2_FORWARD_GAMMA,
+    d2_reverse_gamma: float = D2_REVERSE_GAMMA,
 ) -> None:
     """Raise UserError unless the selection settings are valid on their own (no score data
     needed): the one check of select_coreset's, select_from_score_file's and the scripts'
     settings. Each message starts with the command-line flag of the setting at fault, so
     a script user and a library user both recognise it: --coreset-mode (mode),
-    --coreset-ratio (ratio), --coreset-key (key), --mis-ratio (mis_ratio), --strata (strata).
-    mis_ratio and strata are checked in every mode, though only stratified mode uses them.
+    --coreset-ratio (ratio), --coreset-key (key), --mis-ratio (mis_ratio), --strata (strata),
+    --d2-neighbors, --d2-forward-gamma, --d2-reverse-gamma. Every setting is checked in
+    every mode, though each mode uses only some.
     """
     _check_mode(mode)
     if ratio is None:
@@ -49,12 +66,13 @@ def check_settings(
         raise UserError(f"--coreset-ratio: the coreset ratio must be in (0, 1], got {ratio}")
     if not 0 <= mis_ratio < 1:
         raise UserError(f"--mis-ratio: the mis ratio must be in [0, 1), got {mis_ratio}")
-    if mode == "stratified" and ratio + mis_ratio > 1:
+    if mode in HARD_CUT_MODES and ratio + mis_ratio > 1:
         raise UserError(
             f"--coreset-ratio + --mis-ratio must be at most 1, got {ratio} + {mis_ratio}: "
             "not enough examples survive the hard cut"
         )
     _check_strata(strata)
+    _check_d2(d2_neighbors, d2_forward_gamma, d2_reverse_gamma)
     if mode == "coreset" and not key:
         raise UserError("--coreset-key: coreset mode 'coreset' needs a score key to order by")
 
@@ -73,6 +91,19 @@ def _check_strata(strata) -> None:
         raise UserError(f"--strata: the number of strata must be a positive integer, got {strata}")
 
 
+def _check_d2(neighbors, forward_gamma, reverse_gamma) -> None:
+    if isinstance(neighbors, bool) or int(neighbors) != neighbors or neighbors < 1:
+        raise UserError(
+            f"--d2-neighbors: the number of neighbours must be a positive integer, got {neighbors}"
+        )
+    for flag, gamma in (
+        ("--d2-forward-gamma", forward_gamma),
+        ("--d2-reverse-gamma", reverse_gamma),
+    ):
+        if not (math.isfinite(gamma) and gamma >= 0):  # exp(-gamma * d) must be a weight in (0, 1]
+            raise UserError(f"{flag}: a kernel width must be finite and at least 0, got {gamma}")
+
+
 def select_coreset(
     data_score: Mapping[str, torch.Tensor] | None,
     mode: str,
@@ -86,17 +117,29 @@ def select_coreset(
     strata: int = 50,
     seed: int | None = None,
     num_examples: int | None = None,
+    features: torch.Tensor | None = None,
+    d2_neighbors: int = D2_NEIGHBORS,
+    d2_forward_gamma: float = D2_FORWARD_GAMMA,
+    d2_reverse_gamma: float = D2_REVERSE_GAMMA,
 ) -> torch.Tensor:
     """Indices (LongTensor, ascending) of the int(ratio*N) examples a mode keeps.
 
     random: uniform. coreset: first by `key` (descending keeps the largest; class_balanced
     keeps int(n_c*ratio) per class). stratified (CCS): drop int(mis_ratio*N) by `mis_key`,
     then sample evenly over `strata` equal-width score strata. moderate: per class, the
-    examples whose `key` is closest to the class median. `descending` and `class_balanced`
-    apply to coreset mode, `mis_*` and `strata` to stratified mode only.
+    examples whose `key` is closest to the class median. d2 (D2 pruning) and kcenter
+    (k-center greedy) select on `features` ([N, D], e.g. the penultimate features of the
+    scoring run) after the same hard cut as CCS: d2 over a kNN graph of d2_neighbors
+    neighbours with `key` as importance (descending: larger is more important; the default
+    False takes smaller as more important, as for AUM), kcenter from a random start drawn
+    from `seed`. With class_balanced both select within each class, the budget split
+    equally over classes (a class with fewer examples gives its share to the others), as
+    the D2 code does for both.
+    `descending` applies to coreset and d2 modes, `class_balanced` to coreset, d2 and
+    kcenter, `mis_*` to stratified, d2 and kcenter, `strata` to stratified mode only.
     """
-    check_settings(mode, ratio, key=key, mis_ratio=mis_ratio, strata=strata)
-    key = key or DEFAULT_KEYS.get(mode)
+    settings = _checked(locals())
+    mode, key = settings["mode"], settings["key"]
     if mode == "random":
         n = _random_mode_size(data_score, num_examples)
     else:
@@ -104,20 +147,11 @@ def select_coreset(
             raise _needs_score_file(mode)
         keys = _keys_read(mode, key, class_balanced, mis_ratio, mis_key)
         n = check_data_score(data_score, num_examples=num_examples, keys=keys)
-    return _select(
-        data_score,
-        n,
-        mode,
-        ratio,
-        key,
-        descending,
-        class_balanced,
-        mis_ratio,
-        mis_key,
-        mis_descending,
-        strata,
-        seed,
-    )
+    if mode in FEATURE_MODES:
+        if features is None:
+            raise UserError(f"coreset mode '{mode}' needs the examples' features (--features-path)")
+        check_features(features, n)
+    return _select(data_score, n, features, seed, **settings)
 
 
 def select_from_score_file(
@@ -127,6 +161,7 @@ def select_from_score_file(
     ratio: float,
     targets: torch.Tensor,
     seed: int | None = None,
+    features_path: str | None = None,
     key: str | None = None,
     descending: bool = False,
     class_balanced: bool = False,
@@ -134,45 +169,86 @@ def select_from_score_file(
     mis_key: str = "accumulated_margin",
     mis_descending: bool = False,
     strata: int = 50,
+    d2_neighbors: int = D2_NEIGHBORS,
+    d2_forward_gamma: float = D2_FORWARD_GAMMA,
+    d2_reverse_gamma: float = D2_REVERSE_GAMMA,
 ) -> torch.Tensor:
     """select_coreset on the score file at `path` for a training set labelled `targets`:
     settings, file and data are checked once, including that the file's targets (when it has
-    them) equal `targets`. Random mode reads no file (`path` may be None). `mode`, `ratio`
-    and the keywords after `seed` are select_coreset's settings: the keys of the dict
-    core.cli.coreset_settings returns, so `select_from_score_file(path, targets=t, seed=s,
-    **settings)` works.
+    them) equal `targets`. Random mode reads no file (`path` may be None). d2 and kcenter
+    also read the features file at `features_path`, by default the one the scoring script
+    writes beside the score file (core.run_folder.features_beside), checked the same way.
+    `mode`, `ratio` and the keywords after `features_path` are select_coreset's settings:
+    the keys of the dict core.cli.coreset_settings returns, so
+    `select_from_score_file(path, targets=t, seed=s, **settings)` works.
     """
-    check_settings(mode, ratio, key=key, mis_ratio=mis_ratio, strata=strata)
-    key = key or DEFAULT_KEYS.get(mode)
+    settings = _checked(locals())
     n = len(targets)
-    data_score = None
+    data_score = features = None
     if mode != "random":
         if path is None:
             raise _needs_score_file(mode)
         data_score = load_data_score(path)
-        keys = _keys_read(mode, key, class_balanced, mis_ratio, mis_key)
+        keys = _keys_read(mode, settings["key"], class_balanced, mis_ratio, mis_key)
         check_data_score(data_score, num_examples=n, keys=keys)
-        if "targets" in data_score and not torch.equal(
-            data_score["targets"].long(), torch.as_tensor(targets).long()
-        ):
-            raise UserError(
-                f"{path}: its targets differ from this dataset's labels "
-                "(scores of another dataset or another ordering?)"
-            )
-    return _select(
-        data_score,
-        n,
-        mode,
-        ratio,
-        key,
-        descending,
-        class_balanced,
-        mis_ratio,
-        mis_key,
-        mis_descending,
-        strata,
-        seed,
+        _check_same_targets(path, "scores", data_score.get("targets"), targets)
+    if mode in FEATURE_MODES:
+        features_path = features_path or features_beside(path)
+        features, feature_targets = load_features(features_path)
+        check_features(features, n, source=features_path)
+        _check_same_targets(features_path, "features", feature_targets, targets)
+    return _select(data_score, n, features, seed, **settings)
+
+
+SETTINGS = ("mode", "ratio", "key", "descending", "class_balanced", "mis_ratio", "mis_key",
+            "mis_descending", "strata", "d2_neighbors", "d2_forward_gamma",
+            "d2_reverse_gamma")  # fmt: skip
+
+
+def _checked(arguments: dict) -> dict:
+    """The selection settings among a selection function's arguments, checked, with the
+    mode's default key filled in."""
+    settings = {name: arguments[name] for name in SETTINGS}
+    check_settings(
+        settings["mode"],
+        settings["ratio"],
+        key=settings["key"],
+        mis_ratio=settings["mis_ratio"],
+        strata=settings["strata"],
+        d2_neighbors=settings["d2_neighbors"],
+        d2_forward_gamma=settings["d2_forward_gamma"],
+        d2_reverse_gamma=settings["d2_reverse_gamma"],
     )
+    settings["key"] = settings["key"] or DEFAULT_KEYS.get(settings["mode"])
+    return settings
+
+
+def _check_same_targets(path: str, what: str, found, targets) -> None:
+    if found is not None and not torch.equal(found.long(), torch.as_tensor(targets).long()):
+        raise UserError(
+            f"{path}: its targets differ from this dataset's labels "
+            f"({what} of another dataset or another ordering?)"
+        )
+
+
+def check_features(features, num_examples: int | None = None, source: str | None = None) -> int:
+    """Raise UserError unless `features` is a finite floating-point [N, D] tensor (D >= 1) of
+    num_examples rows when given. Returns N. `source` (a path) starts the messages."""
+    where = f"{source}: " if source else ""
+    if not (isinstance(features, torch.Tensor) and features.dim() == 2):
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features)
+        raise UserError(f"{where}the features must be a 2-D tensor [N, D], got {shape}")
+    if not features.is_floating_point() or features.shape[1] == 0:
+        raise UserError(f"{where}the features must be floating point with D >= 1 columns")
+    if num_examples is not None and len(features) != num_examples:
+        raise UserError(
+            f"{where}the features have {len(features)} rows but the training set has {num_examples}"
+        )
+    # in slices: a whole [N, D] mask would cost as much memory as the features
+    bad = sum(int((~torch.isfinite(part)).sum()) for part in features.split(1 << 16))
+    if bad:
+        raise UserError(f"{where}the features have {bad} NaN or infinite values")
+    return len(features)
 
 
 def check_data_score(
@@ -223,8 +299,9 @@ def _check_key(data_score: Mapping, name: str) -> None:
 
 def _keys_read(mode: str, key: str, class_balanced: bool, mis_ratio: float, mis_key: str):
     """The score keys a (non-random) selection reads, each listed once, in checking order."""
-    keys = [key] + (["targets"] if class_balanced or mode == "moderate" else [])
-    keys += [mis_key] if mode == "stratified" and mis_ratio > 0 else []
+    keys = [] if mode == "kcenter" else [key]  # k-center uses no score, only features
+    keys += ["targets"] if class_balanced or mode == "moderate" else []
+    keys += [mis_key] if mode in HARD_CUT_MODES and mis_ratio > 0 else []
     return list(dict.fromkeys(keys))
 
 
@@ -243,6 +320,9 @@ def _random_mode_size(data_score, num_examples) -> int:
 def _select(
     data_score,
     n,
+    features,
+    seed,
+    *,
     mode,
     ratio,
     key,
@@ -252,13 +332,25 @@ def _select(
     mis_key,
     mis_descending,
     strata,
-    seed,
+    d2_neighbors,
+    d2_forward_gamma,
+    d2_reverse_gamma,
 ) -> torch.Tensor:
-    """The selection itself, on settings and score data already checked."""
+    """The selection itself, on settings, score data and features already checked."""
     generator = _generator(seed)
     budget = _budget(ratio, n)
     if mode == "random":
         return _ascending(torch.randperm(n, generator=generator)[:budget], n)
+    kept = None
+    if mode in HARD_CUT_MODES:
+        kept = hard_cut_survivors(data_score, n, mis_ratio, mis_key, mis_descending)
+    if mode in FEATURE_MODES:
+        groups = _class_groups(data_score, kept, class_balanced)
+        budgets = _group_budgets(groups, budget)
+        d2 = dict(neighbours=d2_neighbors, forward_gamma=d2_forward_gamma,
+                  reverse_gamma=d2_reverse_gamma)  # fmt: skip
+        select_one = _picker(mode, data_score, kept, key, descending, generator, d2)
+        return _per_group(features, kept, groups, budgets, select_one)
     score = data_score[key]
     if mode == "coreset" and class_balanced:
         return _class_balanced_first(score, data_score["targets"], ratio, descending)
@@ -266,9 +358,51 @@ def _select(
         return _ascending(_stable_order(score, descending)[:budget], n)
     if mode == "moderate":
         return _moderate(score, data_score["targets"], budget)
-    kept = hard_cut_survivors(data_score, n, mis_ratio, mis_key, mis_descending)
     chosen = stratified_sample(score.index_select(0, kept), budget, strata, generator)
     return kept.index_select(0, _ascending(chosen, len(kept)))  # kept is ascending
+
+
+def _class_groups(data_score, kept: torch.Tensor, class_balanced: bool) -> list[torch.Tensor]:
+    """Positions into `kept` of each group selected on its own: every class (in label
+    order) with class_balanced, else all of them."""
+    if not class_balanced:
+        return [torch.arange(len(kept))]
+    targets = data_score["targets"].index_select(0, kept)
+    _, counts = torch.unique(targets, return_counts=True)
+    return list(torch.split(_stable_order(targets, False), counts.tolist()))
+
+
+def _group_budgets(groups: list[torch.Tensor], budget: int) -> list[int]:
+    """The budget split equally over the groups, a group that has fewer taking all it has:
+    allocate_budget, as the D2 code's uniform bin_allocate splits it over classes."""
+    return allocate_budget([len(group) for group in groups], budget)
+
+
+def _importance(score: torch.Tensor, descending: bool) -> torch.Tensor:
+    """D2's importance: larger is more important (descending) or smaller is (AUM), shifted
+    to start at 0 over the examples left after the hard cut (docs/FAITHFULNESS.md G4)."""
+    score = score.double()
+    return score - score.min() if descending else score.max() - score
+
+
+def _picker(mode, data_score, kept, key, descending, generator, d2: dict):
+    """select_one(rows, group, size): positions into `rows` (one group's features; `group`
+    their positions into `kept`) of the `size` examples the mode picks."""
+    if mode == "kcenter":
+        return lambda rows, group, size: graph_selection.kcenter_greedy(rows, size, generator)
+    importance = _importance(data_score[key].index_select(0, kept), descending)
+    return lambda rows, group, size: graph_selection.d2_select(rows, importance[group], size, **d2)
+
+
+def _per_group(features, kept, groups, budgets, select_one) -> torch.Tensor:
+    """Dataset indices (ascending) of what `select_one(rows, group, size)` picks in each
+    group: `rows` the group's features, `group` its positions into `kept`."""
+    chosen = [
+        group[select_one(features.index_select(0, kept[group].to(features.device)), group, size)]
+        for group, size in zip(groups, budgets)
+        if size
+    ]
+    return _ascending(kept[torch.cat(chosen)], len(features))
 
 
 def _budget(ratio: float, n: int) -> int:
@@ -414,9 +548,12 @@ def largest_remainder(counts: torch.Tensor, budget: int) -> torch.Tensor:
 
 
 __all__ = [
+    "FEATURE_MODES",
+    "HARD_CUT_MODES",
     "MODES",
     "allocate_budget",
     "check_data_score",
+    "check_features",
     "check_settings",
     "hard_cut_survivors",
     "largest_remainder",

@@ -147,3 +147,16 @@ def _release(path: str, me: str, created: list[str]) -> None:
         os.unlink(path)
         for folder in created:  # a run that wrote nothing (e.g. its data was missing) leaves
             os.rmdir(folder)  # no folder behind; rmdir refuses a folder that holds anything
+
+
+def features_beside(score_path: str) -> str:
+    """The features file that generate_importance_score*.py writes with a score file: the
+    score file's folder is the scored run's folder <base-dir>/<task>, which holds
+    features-<task>.pt (RunFolder.features). The rule holds for the default score path
+    (data-score-<task>.pickle in the run folder); a score file written elsewhere with
+    --data-score-path has no features beside it, so pass the features path explicitly."""
+    run_dir = os.path.normpath(os.path.dirname(score_path) or os.curdir)
+    task = os.path.basename(os.path.abspath(run_dir))
+    if os.path.basename(run_dir) != task:  # "." or "..": the folder's name needs its path
+        run_dir = os.path.abspath(run_dir)
+    return RunFolder(os.path.dirname(run_dir), task).features  # relative stays relative

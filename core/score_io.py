@@ -69,3 +69,31 @@ def _as_tensor_dict(path: str, data) -> dict[str, torch.Tensor]:
             )
         out[str(name)] = value
     return out
+
+
+def load_features(path: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(features [N, D], targets or None) of a features-<task>.pt file, which
+    generate_importance_score*.py writes beside the score file; read without running code
+    from it (torch.load with weights_only). UserError for a missing or malformed file."""
+    if not os.path.isfile(path):
+        raise UserError(
+            f"features file not found: {path} (generate_importance_score.py writes "
+            "features-<task>.pt into the scored run's folder, beside its score file; "
+            "pass --features-path if yours is elsewhere)"
+        )
+    try:
+        data = safe_pickle.torch_load(path)
+    except safe_pickle.RefusedGlobal as refused:
+        raise UserError(
+            f"refusing features file {path}: it names the global {refused.name}"
+        ) from None
+    except Exception as error:  # any malformed or hostile content
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot read features file {path}: {reason}") from None
+    features = data.get("features") if isinstance(data, dict) else None
+    targets = data.get("targets") if isinstance(data, dict) else None
+    if not isinstance(features, torch.Tensor) or not (
+        targets is None or isinstance(targets, torch.Tensor)
+    ):
+        raise UserError(f"features file {path} holds no 'features' tensor [N, D]")
+    return features, targets

@@ -1,7 +1,9 @@
 # Shared by quickstart.sh and reproduce.sh: the coreset flags of each method, as in the
 # original README (forgetting and EL2N keep the largest scores, AUM the smallest).
-# Usage: method_flags METHOD [BETA]   (BETA: the CCS hard-cut ratio, --mis-ratio)
+# Usage: method_flags METHOD [BETA]   (BETA: the hard-cut ratio, --mis-ratio, of ccs and d2)
 METHODS="random ccs forgetting accumulated_margin el2n entropy moderate"
+# the feature-space peers (docs/FAITHFULNESS.md G rows); reproduce.sh runs them too
+PEER_METHODS="d2 kcenter"
 
 method_flags() {
   case "$1" in
@@ -13,6 +15,12 @@ method_flags() {
     el2n) echo "--coreset-mode coreset --coreset-key el2n --data-score-descending 1" ;;
     entropy) echo "--coreset-mode coreset --coreset-key entropy --data-score-descending 1" ;;
     moderate) echo "--coreset-mode moderate --coreset-key moderate_distance" ;;
+    # D2 pruning with the D2 authors' CIFAR-10/100 command: per-class graphs of 5 neighbours,
+    # forgetting as importance, reverse gamma 0.1 (forward gamma 1 is their code's)
+    d2) echo "--coreset-mode d2 --coreset-key forgetting --data-score-descending 1" \
+             "--class-balanced 1 --mis-ratio ${2:-0.4} --d2-neighbors 5 --d2-forward-gamma 1" \
+             "--d2-reverse-gamma 0.1" ;;
+    kcenter) echo "--coreset-mode kcenter" ;;
     *) echo "error: unknown method $1" >&2; return 2 ;;
   esac
 }
@@ -43,3 +51,7 @@ check_list() {
     esac
   done
 }
+
+# d2's hard cut at a pruning rate: the D2 authors' 0.4, lowered where the coreset and the
+# cut would not fit in the training set (keep + beta <= 1), e.g. 0.3 -> 0.3, 0.5 -> 0.4
+d2_beta() { awk -v r="$1" 'BEGIN { b = 0.4; if (b > r) b = r; printf "%g", b }'; }

@@ -9,7 +9,8 @@
 # iterations of batch 256) or imagenet (ResNet-34, 60 epochs, coresets 300,000 iterations,
 # testing every 5,000, --gpuid 0,1). CCS uses AUM strata; its hard-cut ratio beta is the
 # paper's where published (CIFAR10 90%: 0.3; ImageNet 90%: 0.3, 80%: 0.2) and swept over
-# 0, 0.1, ..., 0.5 elsewhere. --budget short (cifar10 only) keeps every method but runs
+# 0, 0.1, ..., 0.5 elsewhere. The peers D2 pruning (the D2 authors' CIFAR settings, hard
+# cut 0.4 or the pruning rate if lower) and k-center greedy run at every rate too. --budget short (cifar10 only) keeps every method but runs
 # 15 epochs of dynamics and 1,500-iteration coresets at rates 50% and 90%: about 7 minutes
 # on one H100. --dry-run prints the commands. Finished runs are skipped, unfinished resumed.
 set -euo pipefail
@@ -86,9 +87,10 @@ extra=()
 for rate in $RATES; do
   ratio=$(keep_ratio "$rate")
   for seed in ${SEEDS//,/ }; do
-    for method in $METHODS; do
+    for method in $METHODS $PEER_METHODS; do
       betas=0
       [ "$method" = ccs ] && betas=$(betas_for "$rate")
+      [ "$method" = d2 ] && betas=$(d2_beta "$rate")
       for beta in $betas; do
         task="$method-$rate-s$seed"
         [ "$method" = ccs ] && task="ccs-b$beta-$rate-s$seed"

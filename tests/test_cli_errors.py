@@ -45,11 +45,13 @@ def score_files(tmp_path_factory):
     n = 400
     good = {
         "targets": torch.zeros(n, dtype=torch.int32),
+        "el2n": torch.linspace(0, 1, n),
         "accumulated_margin": torch.linspace(-1, 1, n),
         "forgetting": torch.zeros(n, dtype=torch.int32),
     }
     paths = {}
     for name, value in {
+        "good": {k: v for k, v in good.items() if k != "targets"},  # any dataset's labels
         "small": {k: v[:300] for k, v in good.items()},
         "nan": {
             **good,
@@ -106,6 +108,42 @@ CASES = {
             "0.6",
         ],
         ["--mis-ratio"],
+    ),
+    "d2 neighbours": (
+        [
+            "--iterations",
+            "5",
+            "--coreset",
+            "--coreset-mode",
+            "d2",
+            "--data-score-path",
+            "x.pickle",
+            "--coreset-ratio",
+            "0.5",
+            "--d2-neighbors",
+            "0",
+        ],
+        ["--d2-neighbors", "got 0"],
+    ),
+    "d2 reverse gamma": (
+        [
+            "--iterations",
+            "5",
+            "--coreset",
+            "--coreset-mode",
+            "d2",
+            "--data-score-path",
+            "x.pickle",
+            "--coreset-ratio",
+            "0.5",
+            "--d2-reverse-gamma",
+            "-0.1",
+        ],
+        ["--d2-reverse-gamma", "-0.1"],
+    ),
+    "kcenter without a score file": (
+        ["--iterations", "5", "--coreset", "--coreset-mode", "kcenter", "--coreset-ratio", "0.5"],
+        ["--coreset-mode kcenter needs --data-score-path"],
     ),
     "missing score file": (
         [
@@ -170,6 +208,16 @@ def test_hostile_score_file_runs_nothing(tiny_cifar10, tmp_path, score_files):
     proc = train(tiny_cifar10, str(tmp_path / "runs"), *coreset_flags(score_files["hostile"]))
     assert_user_error(proc, score_files["hostile"])
     assert not os.path.exists(score_files["pwned"])
+
+
+def test_missing_features_file_says_how_it_is_made(tiny_cifar10, tmp_path, score_files):
+    flags = coreset_flags(score_files["good"])
+    flags[flags.index("coreset")] = "d2"
+    proc = train(tiny_cifar10, str(tmp_path / "runs"), *flags)
+    beside = os.path.join(os.path.dirname(score_files["good"]), "features-")
+    assert_user_error(proc, "features file not found", beside, "generate_importance_score.py",
+                      "--features-path")  # fmt: skip
+    assert not os.path.exists(tmp_path / "runs")
 
 
 def test_missing_data_says_where(tmp_path):

@@ -1,5 +1,7 @@
 """core.coreset: every mode on hand-computed cases, invariants on random scores, validation."""
 
+import os
+
 import pytest
 import torch
 
@@ -317,11 +319,13 @@ def test_validation_of_lengths_and_non_finite_values():
 
 
 def test_method_names():
-    assert [method_name(m, "el2n") for m in ("random", "coreset", "stratified", "moderate")] == [
+    assert [method_name(m, "el2n") for m in MODES] == [
         "random",
         "el2n",
         "ccs",
         "moderate",
+        "d2",
+        "kcenter",
     ]
     with pytest.raises(UserError, match="unknown coreset mode"):
         method_name("ccs", None)
@@ -418,3 +422,161 @@ def test_select_from_score_file_checks(tmp_path):
         select_from_score_file(None, targets=other, **settings)
     random = select_from_score_file(None, mode="random", ratio=0.5, targets=other, seed=1)
     assert torch.equal(random, select_coreset(None, "random", 0.5, seed=1, num_examples=3000))
+
+
+# ---- feature-space modes: d2 and kcenter ------------------------------------------------------
+
+
+def clustered_features(n=3000, dim=8, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    centers = torch.randn(12, dim, generator=gen) * 4
+    return (
+        centers[torch.randint(0, 12, (n,), generator=gen)] + torch.randn(n, dim, generator=gen)
+    ).half()
+
+
+FEATURE_SETTINGS = [
+    dict(mode="d2", ratio=0.1, mis_ratio=0.3, descending=True),
+    dict(mode="d2", ratio=0.37, mis_ratio=0.2, key="el2n", descending=True, class_balanced=True),
+    dict(mode="d2", ratio=0.5, key="accumulated_margin", d2_neighbors=2, d2_reverse_gamma=2.0),
+    dict(mode="kcenter", ratio=0.1),
+    dict(mode="kcenter", ratio=0.33, mis_ratio=0.3, class_balanced=True),
+]
+
+
+@pytest.mark.parametrize("settings", FEATURE_SETTINGS)
+def test_feature_modes_exact_size_hard_cut_and_seed(settings):
+    score, features = random_scores(), clustered_features()
+    chosen = select_coreset(score, features=features, seed=3, **settings)
+    assert len(chosen) == int(settings["ratio"] * 3000) and torch.equal(chosen, chosen.unique())
+    cut = score["accumulated_margin"].argsort(stable=True)[
+        : int(settings.get("mis_ratio", 0) * 3000)
+    ]
+    assert not set(cut.tolist()) & set(chosen.tolist())  # the hard cut is honoured
+    again = select_coreset(score, features=features, seed=3, **settings)
+    assert torch.equal(chosen, again)
+
+
+@pytest.mark.parametrize("mode", ["d2", "kcenter"])
+def test_feature_modes_split_the_budget_equally_over_classes(mode):
+    score, features = random_scores(), clustered_features()
+    score["targets"][score["targets"] == 3] = 4  # class 3 gone, class 4 twice as large
+    score["targets"][:2990][score["targets"][:2990] == 7] = 8  # class 7: fewer than its share
+    kept = hard_cut_survivors(score, 3000, 0.3, "accumulated_margin", False)
+    sizes = torch.bincount(score["targets"][kept].long(), minlength=10)
+    chosen = select_coreset(score, mode, 0.2, mis_ratio=0.3, class_balanced=True,
+                            features=features, seed=0)  # fmt: skip
+    counts = torch.bincount(score["targets"][chosen].long(), minlength=10)
+    assert counts.tolist() == allocate_budget(sizes.tolist(), 600)  # as the D2 code's split
+    assert counts[7] == sizes[7] and sorted(set(counts.tolist()) - {0, int(sizes[7])}) == [74, 75]
+
+
+def test_d2_importance_orientation():
+    """Far-apart features: no message reaches a neighbour, so d2 keeps the most important
+    scores: the largest with descending, the smallest (AUM's hard end) without."""
+    score = random_scores(200)
+    features = torch.arange(200, dtype=torch.float32)[:, None] * 1e4
+    largest = select_coreset(score, "d2", 0.1, key="el2n", descending=True, features=features)
+    assert set(largest.tolist()) == set(score["el2n"].argsort(descending=True)[:20].tolist())
+    smallest = select_coreset(score, "d2", 0.1, key="el2n", features=features)
+    assert set(smallest.tolist()) == set(score["el2n"].argsort()[:20].tolist())
+
+
+def test_kcenter_seed_and_features_matter():
+    score, features = random_scores(), clustered_features()
+    a = select_coreset(score, "kcenter", 0.05, features=features, seed=0)
+    assert not torch.equal(a, select_coreset(score, "kcenter", 0.05, features=features, seed=1))
+    shuffled = features[torch.randperm(3000, generator=torch.Generator().manual_seed(0))]
+    assert not torch.equal(a, select_coreset(score, "kcenter", 0.05, features=shuffled, seed=0))
+
+
+def test_feature_mode_validation():
+    score, features = random_scores(), clustered_features()
+    with pytest.raises(UserError, match=r"needs the examples' features \(--features-path\)"):
+        select_coreset(score, "d2", 0.1)
+    with pytest.raises(
+        UserError, match="the features have 2999 rows but the training set has 3000"
+    ):
+        select_coreset(score, "kcenter", 0.1, features=features[:2999])
+    bad = features.clone()
+    bad[[1, 5]] = float("nan")
+    with pytest.raises(UserError, match="^the features have 16 NaN or infinite values$"):
+        select_coreset(score, "kcenter", 0.1, features=bad)
+    with pytest.raises(UserError, match=r"2-D tensor \[N, D\], got \(3000,\)"):
+        select_coreset(score, "d2", 0.1, features=features[:, 0])
+    with pytest.raises(UserError, match="unknown score key 'forgetting'"):  # d2's default key
+        select_coreset({"targets": score["targets"]}, "d2", 0.1, features=features)
+    with pytest.raises(UserError, match=r"at most 1, got 0.8 \+ 0.3"):
+        select_coreset(score, "kcenter", 0.8, mis_ratio=0.3, features=features)
+
+
+@pytest.mark.parametrize(
+    "kwargs,flag,message",
+    [
+        (dict(d2_neighbors=0), "--d2-neighbors", "positive integer, got 0"),
+        (dict(d2_neighbors=2.5), "--d2-neighbors", "got 2.5"),
+        (dict(d2_forward_gamma=-1.0), "--d2-forward-gamma", "at least 0, got -1.0"),
+        (dict(d2_reverse_gamma=float("nan")), "--d2-reverse-gamma", "got nan"),
+    ],
+)
+def test_check_settings_d2_parameters(kwargs, flag, message):
+    with pytest.raises(UserError) as error:
+        check_settings("d2", 0.5, **kwargs)
+    assert str(error.value).startswith(flag) and message in str(error.value)
+
+
+def write_run_files(tmp_path, score, features, task="all-data"):
+    """A scored run folder as generate_importance_score.py leaves it."""
+    folder = tmp_path / task
+    folder.mkdir()
+    path = str(folder / f"data-score-{task}.pickle")
+    save_data_score(path, score)
+    torch.save({"features": features.half(), "targets": score["targets"].long()},
+               str(folder / f"features-{task}.pt"))  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("settings", FEATURE_SETTINGS)
+def test_select_from_score_file_reads_the_features_beside_it(tmp_path, settings):
+    score, features = random_scores(), clustered_features()
+    path = write_run_files(tmp_path, score, features)
+    expected = select_coreset(score, features=features, seed=5, **settings)
+    chosen = select_from_score_file(path, targets=score["targets"], seed=5, **settings)
+    assert torch.equal(chosen, expected)
+
+
+def test_select_from_score_file_features_errors(tmp_path):
+    score, features = random_scores(), clustered_features()
+    path = write_run_files(tmp_path, score, features)
+    targets = score["targets"]
+    beside = str(tmp_path / "all-data" / "features-all-data.pt")
+    elsewhere = str(tmp_path / "moved.pt")
+    os.rename(beside, elsewhere)
+    with pytest.raises(UserError) as error:
+        select_from_score_file(path, mode="d2", ratio=0.1, targets=targets)
+    message = str(error.value)
+    assert message.startswith(f"features file not found: {beside} (")
+    assert "generate_importance_score.py" in message and "--features-path" in message
+    assert "\n" not in message
+    chosen = select_from_score_file(path, mode="kcenter", ratio=0.1, targets=targets, seed=0,
+                                    features_path=elsewhere)  # fmt: skip
+    assert len(chosen) == 300
+    torch.save({"features": features, "targets": targets.flip(0).long()}, elsewhere)
+    with pytest.raises(UserError, match="its targets differ.*features of another dataset"):
+        select_from_score_file(path, mode="kcenter", ratio=0.1, targets=targets,
+                               features_path=elsewhere)  # fmt: skip
+    torch.save({"weights": features}, elsewhere)
+    with pytest.raises(UserError, match="holds no 'features' tensor"):
+        select_from_score_file(path, mode="kcenter", ratio=0.1, targets=targets,
+                               features_path=elsewhere)  # fmt: skip
+
+
+def test_features_beside_follows_the_run_folder():
+    from core.run_folder import RunFolder, features_beside
+
+    run = RunFolder("/runs/cifar10", "all-data")
+    assert features_beside(run.data_score) == run.features
+    assert features_beside("/runs/x/custom-name.pickle") == "/runs/x/features-x.pt"
+    assert features_beside("./runs/x/s.pickle") == os.path.join("runs", "x", "features-x.pt")
+    here = os.path.basename(os.getcwd())
+    assert features_beside("s.pickle") == os.path.join(os.getcwd(), f"features-{here}.pt")

@@ -7,11 +7,12 @@ import subprocess
 import pytest
 from conftest import ROOT
 
-# rates x methods, plus the beta sweeps: cifar10 publishes beta only at 90%
+# rates x methods (6 besides ccs: random, 4 score orders, moderate; plus the peers d2 and
+# kcenter), plus the ccs beta sweeps: cifar10 publishes beta only at 90%
 EXPECTED_CORESET_RUNS = {
-    "cifar10": 5 * 6 + 4 + 6 + 6 + 6 + 1,
-    "cifar100": 5 * 6 + 4 + 6 * 4,
-    "imagenet": 5 * 6 + 4 + 6 + 6 + 1 + 1,
+    "cifar10": 5 * 8 + 4 + 6 + 6 + 6 + 1,
+    "cifar100": 5 * 8 + 4 + 6 * 4,
+    "imagenet": 5 * 8 + 4 + 6 + 6 + 1 + 1,
 }
 
 
@@ -53,9 +54,10 @@ def test_reproduce_dry_run_commands_parse(dataset):
 def test_short_budget_keeps_every_method_at_two_rates():
     commands = dry_run("scripts/reproduce_cifar10.sh", "--budget", "short")
     runs = [parse_with_script(c) for c in commands if "--coreset" in c]
-    assert len(runs) == 14
+    assert len(runs) == 18
     assert {round(1 - a.coreset_ratio, 3) for a in runs} == {0.5, 0.9}
-    assert {a.coreset_mode for a in runs} == {"random", "coreset", "stratified", "moderate"}
+    modes = {"random", "coreset", "stratified", "moderate", "d2", "kcenter"}
+    assert {a.coreset_mode for a in runs} == modes
 
 
 def test_paper_beta_for_cifar10_at_90_percent():
@@ -64,3 +66,13 @@ def test_paper_beta_for_cifar10_at_90_percent():
     at_90 = [a for a in ccs if abs(a.coreset_ratio - 0.1) < 1e-9]
     assert [a.mis_ratio for a in at_90] == [0.3]
     assert all(a.coreset_key == "accumulated_margin" for a in ccs)
+
+
+def test_d2_hard_cut_fits_beside_the_coreset():
+    """The D2 authors' hard cut 0.4, lowered to the pruning rate where 0.4 would not fit."""
+    commands = dry_run("scripts/reproduce_cifar10.sh")
+    d2 = [parse_with_script(c) for c in commands if "d2" in c]
+    cut = {round(1 - a.coreset_ratio, 3): a.mis_ratio for a in d2}
+    assert cut == {0.3: 0.3, 0.5: 0.4, 0.7: 0.4, 0.8: 0.4, 0.9: 0.4}
+    assert all(a.coreset_key == "forgetting" and a.class_balanced == 1 for a in d2)
+    assert all(a.data_score_descending == 1 and a.d2_neighbors == 5 for a in d2)

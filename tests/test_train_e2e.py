@@ -261,3 +261,36 @@ def test_scoring_a_coreset_run_is_refused_unless_allowed(pipeline):
     assert not os.path.exists(f"{base}/random/s.pickle")
     run_script(*score, "--allow-unvisited")
     assert os.path.isfile(f"{base}/random/s.pickle")
+
+
+@pytest.mark.parametrize(
+    "mode,flags",
+    [
+        ("d2", ["--coreset-key", "forgetting", "--data-score-descending", "1",
+                "--class-balanced", "1", "--mis-ratio", "0.3", "--d2-neighbors", "5"]),
+        ("kcenter", ["--mis-ratio", "0.3"]),
+    ],
+)  # fmt: skip
+def test_feature_space_peers_run_from_the_scored_run(pipeline, tiny_cifar10, mode, flags):
+    """--coreset-mode d2 / kcenter read features-all-data.pt beside the score file."""
+    base, _ = pipeline
+    score_path = f"{base}/all-data/data-score-all-data.pickle"
+    argv = ["train.py", "--iterations", "12", "--dataset", "cifar10", "--data-dir", tiny_cifar10,
+            "--network", "resnet20", "--batch-size", "64"]  # fmt: skip
+    argv += ["--task-name", f"{mode}-0.1", "--base-dir", f"{base}/{mode}", "--coreset",
+             "--coreset-mode", mode, "--data-score-path", score_path, "--coreset-ratio", "0.1",
+             *flags]  # fmt: skip
+    run_script(*argv)
+    run = f"{base}/{mode}/{mode}-0.1"
+    metrics = json.load(open(f"{run}/metrics.json"))
+    assert metrics["method"] == mode and metrics["coreset_size"] == 40
+    assert metrics["coreset"]["features_path"].endswith("all-data/features-all-data.pt")
+    chosen = torch.load(f"{run}/coreset-indices.pt", weights_only=True)
+    assert chosen.numel() == 40 and chosen.unique().numel() == 40
+    with open(score_path, "rb") as fh:
+        score = pickle.load(fh)
+    cut = score["accumulated_margin"].argsort(stable=True)[:120]
+    assert not set(cut.tolist()) & set(chosen.tolist())
+    if mode == "d2":  # equal shares of 40 over the 10 classes
+        assert torch.bincount(score["targets"][chosen].long(), minlength=10).tolist() == [4] * 10
+    assert "already finished" in run_script(*argv).stdout

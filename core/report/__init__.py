@@ -18,10 +18,11 @@ score, features and indices files), measures (strata counts, coverage distances)
 from core.report.build import make_report
 from core.report.cli import main, parse_args
 from core.report.figures import plot_accuracy, plot_coverage, plot_strata
-from core.report.inputs import features_beside, load_features, read_indices
+from core.report.inputs import load_features, read_indices
 from core.report.measures import compute_distances, coverage_distances, strata_counts
 from core.report.runs import choose_variants, collect_runs, summarise
 from core.report.tables import markdown_table
+from core.run_folder import features_beside
 
 __all__ = [
     "choose_variants",

@@ -32,11 +32,6 @@ def recorded_score_path(run: dict) -> str | None:
     return (run["coreset"] or {}).get("data_score_path")
 
 
-def features_beside(score_path: str) -> str:
-    """The features file the scoring step wrote next to ``score_path``."""
-    return run_folder(os.path.dirname(os.path.abspath(score_path))).features
-
-
 def load_features(path: str) -> torch.Tensor:
     """The penultimate features [N, D] of a ``features-<task>.pt`` file."""
     if not os.path.isfile(path):

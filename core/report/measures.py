@@ -6,8 +6,9 @@ import torch
 from core import coverage
 from core.coreset import hard_cut_survivors, stratify
 from core.errors import UserError
-from core.report.inputs import features_beside, load_features, read_indices, recorded_score_path
+from core.report.inputs import load_features, read_indices, recorded_score_path
 from core.report.runs import by_group, note
+from core.run_folder import features_beside
 
 
 def _survivors(data_score: dict, info: dict, mis_key: str) -> torch.Tensor:
