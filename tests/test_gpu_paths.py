@@ -246,7 +246,9 @@ def test_gpu_check_runs_every_python_command_with_its_python(tmp_path):
     commands = log.read_text().splitlines()
     assert not [c for c in commands if c.startswith("bare ")], commands
     scripts = [c.split()[0] for c in commands]
-    assert scripts.count("train_imagenet.py") == 2 and scripts.count("train.py") == 15
+    assert (
+        scripts.count("train_imagenet.py") == 2 and scripts.count("train.py") == 19
+    )  # full + 9 methods x 2 rates
     assert "bench/bench_train.py" in scripts and "-m core.report" in "\n".join(commands)
     assert {name.split("-", 3)[-1] for name in os.listdir(out)} >= {
         "train.log",
