@@ -16,12 +16,16 @@ METHOD_ORDER = (
     "random",
     "ccs",
     "moderate",
+    "d2",
+    "kcenter",
     "forgetting",
     "accumulated_margin",
     "el2n",
     "entropy",
     "loss",
 )
+HARD_CUT = ("ccs", "d2", "kcenter")
+RANKED = ("forgetting", "accumulated_margin", "el2n", "entropy", "loss")  # score-ranked modes
 REQUIRED_KEYS = ("method", "pruning_rate", "best_acc")
 SUMMARY_KEYS = (
     "method",
@@ -120,9 +124,13 @@ def _run_entry(metrics: dict, folder: str, base_dir: str) -> dict:
         pruning_rate=float(metrics["pruning_rate"]),
         best_acc=float(metrics["best_acc"]),
         coreset=dict(info) or None,
-        # only CCS has a hard cut; other modes ignore --mis-ratio (docs/FAITHFULNESS.md, C12)
-        mis_ratio=float(info.get("mis_ratio") or 0.0) if method == "ccs" else 0.0,
-        label=method + (" class-balanced" if info.get("class_balanced") else ""),
+        # CCS, D2 and k-center cut the hardest first; other modes ignore --mis-ratio (C12)
+        mis_ratio=float(info.get("mis_ratio") or 0.0) if method in HARD_CUT else 0.0,
+        # d2 and kcenter are per class in the scripts (their authors' setting): no suffix
+        label=method
+        + (
+            " class-balanced" if info.get("class_balanced") and method in RANKED else ""
+        ),  # fmt: skip
         run_dir=os.path.relpath(folder, base_dir),
         aucpr=None,
         abs_dir=folder,
