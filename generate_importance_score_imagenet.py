@@ -2,8 +2,9 @@
 
 Reads <base-dir>/<task-name>/ckpt-last.pt and td-<task>.pt (the dynamics accumulated during
 training), makes one eval pass of the final model over the un-augmented training set with the
-test transforms (entropy, loss, penultimate features), and writes --data-score-path (reference
-format: a pickle, or torch.save when the name ends in .pt) and features-<task>.pt in the run.
+test transforms (entropy, loss, penultimate features), and writes --data-score-path (the
+reference format, a plain pickle of tensors, whatever the name) and features-<task>.pt in the
+run.
 
     python generate_importance_score_imagenet.py --data-dir /data/imagenet \\
         --base-dir ./work/imagenet --task-name ICLR2023-ImageNet \\

@@ -13,6 +13,8 @@ import pytest
 import torch
 from conftest import ROOT, run_script, script_env
 
+from core.score_io import load_data_score
+
 pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -178,8 +180,7 @@ def test_train_imagenet_under_torchrun_and_scores_on_two_processes(imagefolder, 
         "-c", FAKE_TWO_GPUS, *score, "--data-score-path", f"{base}/two.pt", "--gpuid", "0,1"
     )
     assert "starting 2 processes" in proc.stdout and proc.stdout.count("wrote ") == 1
-    one = torch.load(f"{base}/one.pt", weights_only=True)
-    two = torch.load(f"{base}/two.pt", weights_only=True)
+    one, two = load_data_score(f"{base}/one.pt"), load_data_score(f"{base}/two.pt")
     assert set(one) == set(two) and torch.equal(two["visits"], one["visits"])
     for key in ("entropy", "loss", "moderate_distance"):
         assert torch.allclose(one[key], two[key], rtol=1e-4, atol=1e-5), key

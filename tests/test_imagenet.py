@@ -4,6 +4,7 @@ process), plus the ImageNet loader's order, sharding and resume."""
 
 import json
 import os
+import pickle
 
 import pytest
 import torch
@@ -148,9 +149,14 @@ def test_full_data_run(pipeline):
     assert "top5" in open(f"{run}/log-train-ICLR2023-ImageNet.log").read()
 
 
+def read_score(path):
+    with open(path, "rb") as fh:
+        return pickle.load(fh)  # as the authors' train_imagenet.py reads imagenet-data-score.pt
+
+
 def test_score_file(pipeline):
     base, outputs = pipeline
-    score = torch.load(f"{base}/imagenet-data-score.pt", weights_only=True)
+    score = read_score(f"{base}/imagenet-data-score.pt")
     for key in ("targets", "correctness", "forgetting", "last_correctness", "visits"):
         assert score[key].dtype == torch.int32 and score[key].shape == (N_TRAIN,), key
     for key in ("accumulated_margin", "el2n", "entropy", "loss", "moderate_distance"):
@@ -172,7 +178,7 @@ def test_ccs_runs(pipeline, task, ratio, mis_ratio):
     assert len(metrics["history"]) == 2  # every 2 iterations: one batch per epoch
     assert not os.path.exists(f"{run}/td-{task}.pt")  # --ignore-td
     chosen = torch.load(f"{run}/coreset-indices.pt", weights_only=True)
-    score = torch.load(f"{base}/imagenet-data-score.pt", weights_only=True)
+    score = read_score(f"{base}/imagenet-data-score.pt")
     cut = score["accumulated_margin"].argsort(stable=True)[: int(mis_ratio * N_TRAIN)]
     assert not set(cut.tolist()) & set(chosen.tolist())
 

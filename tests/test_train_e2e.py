@@ -246,3 +246,25 @@ def test_rerunning_a_finished_run_does_nothing(pipeline, tiny_cifar10):
     out = run_script(*seed_commands(tiny_cifar10, base)["random"])
     assert "already finished" in out.stdout
     assert os.path.getmtime(f"{base}/random/random-0.1/ckpt-last.pt") == before
+
+
+def test_a_plain_pickle_named_pt_drives_a_coreset_run(tiny_cifar10, tmp_path):
+    """A score file as the authors' scripts write it (pickle.dump, here under a .pt name, as
+    their ImageNet script names its own) selects the coreset: read by content, not by name."""
+    from core.data import load_dataset
+
+    targets = load_dataset("cifar10", tiny_cifar10, download=False).train.targets
+    el2n = torch.randperm(400, generator=torch.Generator().manual_seed(1)).float()
+    score = {"el2n": el2n, "targets": targets.to(torch.int32)}
+    with open(tmp_path / "x.pt", "wb") as fh:
+        pickle.dump(score, fh)
+    run_script(
+        "train.py",
+        "--dataset", "cifar10", "--data-dir", tiny_cifar10, "--network", "resnet20",
+        "--batch-size", "64", "--iterations", "2", "--task-name", "el2n-x",
+        "--base-dir", str(tmp_path), "--coreset", "--coreset-mode", "coreset",
+        "--data-score-path", str(tmp_path / "x.pt"), "--coreset-key", "el2n",
+        "--coreset-ratio", "0.1", "--data-score-descending", "1",
+    )  # fmt: skip
+    chosen = torch.load(tmp_path / "el2n-x" / "coreset-indices.pt", weights_only=True)
+    assert torch.equal(chosen, el2n.argsort(descending=True)[:40].sort().values)
