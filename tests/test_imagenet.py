@@ -175,7 +175,8 @@ def test_ccs_runs(pipeline, task, ratio, mis_ratio):
     metrics = json.load(open(f"{run}/metrics.json"))
     assert metrics["method"] == "ccs" and metrics["pruning_rate"] == pytest.approx(1 - ratio)
     assert metrics["coreset_size"] == int(ratio * N_TRAIN) and metrics["iterations"] == 4
-    assert len(metrics["history"]) == 2  # every 2 iterations: one batch per epoch
+    # one batch per epoch, 4 epochs, tested every 2 from epoch 0 and after the last: 0, 2, 3
+    assert [entry["epoch"] for entry in metrics["history"]] == [1, 3, 4]
     assert not os.path.exists(f"{run}/td-{task}.pt")  # --ignore-td
     chosen = torch.load(f"{run}/coreset-indices.pt", weights_only=True)
     score = read_score(f"{base}/imagenet-data-score.pt")
