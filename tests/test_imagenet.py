@@ -8,6 +8,7 @@ import pickle
 
 import pytest
 import torch
+from authors_format import authors_log, reference_dynamics
 from conftest import run_script
 
 pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
@@ -251,6 +252,44 @@ def test_scoring_a_run_without_dynamics(pipeline):
         check=False,
     )
     assert_user_error(proc, "td-aum-s-0.1.pt")
+
+
+def test_an_authors_imagenet_run_folder_is_scored_from_its_per_epoch_logs(imagefolder, tmp_path):
+    """Their train_imagenet.py's training-dynamics/td-<task>-epoch-<i>.pickle (file i holds
+    epoch i-1): scored one file at a time into their keys; entropy and loss only once their
+    ckpt-last.pt is there (their own ImageNet scoring computes neither)."""
+    from core.data.imagenet import load_imagefolder
+    from core.models import build_model
+
+    targets = load_imagefolder(imagefolder).train.targets
+    run = tmp_path / "imagenet" / "theirs"
+    (run / "training-dynamics").mkdir(parents=True)
+    log = authors_log(N_TRAIN, 12, 20, num_classes=CLASSES)
+    for epoch in range(12):
+        with open(run / "training-dynamics" / f"td-theirs-epoch-{epoch + 1}.pickle", "wb") as fh:
+            records = [r for r in log if r["epoch"] == epoch]
+            pickle.dump({"data-name": "imagenet", "training_dynamics": records}, fh)
+    score_path = str(tmp_path / "imagenet-data-score.pt")
+    argv = ["generate_importance_score_imagenet.py", "--data-dir", imagefolder, "--base-dir",
+            str(tmp_path / "imagenet"), "--task-name", "theirs", "--data-score-path", score_path,
+            "--image-size", "32", "--workers", "0"]  # fmt: skip
+    assert "scored the authors' training dynamics" in run_script(*argv).stdout
+    score = read_score(score_path)
+    counts, aum, el2n = reference_dynamics(log, targets)  # EL2N: epochs 0..9, files 1..10
+    assert set(score) == {"targets", "correctness", "forgetting", "last_correctness",
+                          "accumulated_margin", "el2n", "visits"}  # fmt: skip
+    assert torch.equal(score["correctness"], counts["correctness"])
+    assert torch.equal(score["forgetting"], counts["forgetting"])
+    assert torch.allclose(score["accumulated_margin"], aum, atol=1e-2)
+    assert torch.allclose(score["el2n"], el2n, atol=1e-2)
+
+    model = build_model("resnet34", CLASSES, imagenet=True)
+    theirs = {f"module.{k}": v for k, v in model.state_dict().items()}  # nn.DataParallel
+    torch.save({"model_state_dict": theirs, "epoch": 11}, run / "ckpt-last.pt")
+    run_script(*argv)
+    score = read_score(score_path)
+    assert {"entropy", "loss", "moderate_distance"} <= set(score)
+    assert torch.isfinite(score["entropy"]).all() and (score["loss"] > 0).all()
 
 
 # ---- the loader ----------------------------------------------------------------------------
