@@ -1,8 +1,12 @@
 """Turn a finished full-data run into importance scores.
 
-Reads <base-dir>/<task-name>/ckpt-last.pt and td-<task>.pt, makes one eval pass of the final
-model over the un-augmented training set (entropy, loss, penultimate features), and writes
+Reads <base-dir>/<task-name>/ckpt-last.pt and td-<task>.pt, makes an eval pass of the final
+model over the un-augmented training set (entropy and loss on un-normalised images as the
+authors' script does, penultimate features on normalised ones), and writes
 data-score-<task>.pickle (reference format) and features-<task>.pt beside them.
+
+A run folder of the authors' train.py (td-<task>.pickle, their ckpt-last.pt) is scored the same
+way, from their logged dynamics; --authors-td names such a log elsewhere.
 
     python generate_importance_score.py --base-dir ./data-model/cifar10 --task-name all-data
 """
@@ -12,7 +16,7 @@ import sys
 
 from core import cli
 from core.data import DATASETS
-from core.scoring import score_finished_run
+from core.scoring import score_finished_run, summary_line
 from core.training import distributed as dist_utils
 
 
@@ -47,6 +51,20 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="(ours) auto, cpu, cuda or cuda:N (default: auto)",
     )
     parser.add_argument(
+        "--normalized-scoring-inputs",
+        action="store_true",
+        help="(ours) entropy and loss on the normalised images the model trained on (default: "
+        "ToTensor() only, values in [0, 1], as the authors' script)",
+    )
+    parser.add_argument(
+        "--authors-td",
+        type=str,
+        default=None,
+        help="(ours) the authors' train.py dynamics log, td-<task>.pickle, to score instead of "
+        "ours (default: <run>/td-<task>.pickle when the run has no td-<task>.pt); entropy and "
+        "loss come from <run>/ckpt-last.pt, the authors' or ours",
+    )
+    parser.add_argument(
         "--no-download",
         action="store_true",
         help="(ours) fail instead of downloading a missing dataset",
@@ -71,11 +89,10 @@ def main(args) -> int:
         device_flag=args.device,
         gpuid=args.gpuid,
         download=not args.no_download,
+        normalized_inputs=args.normalized_scoring_inputs,
+        authors_td=args.authors_td,
     )
-    print(
-        f"wrote {out['data_score_path']} ({out['num_examples']} examples, keys: "
-        f"{', '.join(out['keys'])}) and {out['features_path']}"
-    )
+    print(summary_line(out))
     return 0
 
 

@@ -2,14 +2,19 @@
 
 Reads <base-dir>/<task-name>/ckpt-last.pt and td-<task>.pt (the dynamics accumulated during
 training), makes one eval pass of the final model over the un-augmented training set with the
-test transforms (entropy, loss, penultimate features), and writes --data-score-path (reference
-format: a pickle, or torch.save when the name ends in .pt) and features-<task>.pt in the run.
+test transforms (entropy, loss, penultimate features), and writes --data-score-path (the
+reference format, a plain pickle of tensors, whatever the name) and features-<task>.pt in the
+run.
 
     python generate_importance_score_imagenet.py --data-dir /data/imagenet \\
         --base-dir ./work/imagenet --task-name ICLR2023-ImageNet \\
         --data-score-path ./imagenet-data-score.pt
 
 One process by default; under torchrun (or with --gpuid 0,1) each process scores a share.
+
+A run folder of the authors' train_imagenet.py (training-dynamics/td-<task>-epoch-<i>.pickle)
+is scored from their logs, one epoch file at a time; entropy and loss only if its ckpt-last.pt
+is there (the authors' own ImageNet scoring computes neither).
 """
 
 import argparse
@@ -18,7 +23,7 @@ import sys
 from core import cli
 from core.data.imagenet import default_workers
 from core.errors import UserError
-from core.scoring import score_imagenet_run
+from core.scoring import score_imagenet_run, summary_line
 from core.training import distributed as dist_utils
 
 
@@ -53,6 +58,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size", type=int, default=256, help="(ours) global eval batch size (default: 256)"
     )
+    parser.add_argument(
+        "--authors-td",
+        type=str,
+        default=None,
+        help="(ours) the authors' training-dynamics/ folder of td-<task>-epoch-<i>.pickle files "
+        "to score instead of ours (default: <run>/training-dynamics when the run has no "
+        "td-<task>.pt)",
+    )
     cli.add_imagefolder_flags(parser, image_size_default=None)
     parser.add_argument(
         "--allow-unvisited",
@@ -81,12 +94,10 @@ def main(args) -> int:
         image_size=args.image_size,
         batch_size=args.batch_size,
         workers=workers,
+        authors_td=args.authors_td,
     )
     if out is not None:
-        print(
-            f"wrote {out['data_score_path']} ({out['num_examples']} examples, keys: "
-            f"{', '.join(out['keys'])}) and {out['features_path']}"
-        )
+        print(summary_line(out))
     return 0
 
 

@@ -48,6 +48,16 @@ class RunFolder:
         return self._file(f"td-{self.task}.pt")
 
     @property
+    def authors_td(self) -> str:
+        """The authors' train.py dynamics log: every batch's fp16 log-softmax (core.authors_td)."""
+        return self._file(f"td-{self.task}.pickle")
+
+    @property
+    def authors_td_dir(self) -> str:
+        """The authors' train_imagenet.py logs, td-<task>-epoch-<i>.pickle for i = 1, 2, ..."""
+        return self._file("training-dynamics")
+
+    @property
     def metrics(self) -> str:
         return self._file("metrics.json")
 

@@ -1,41 +1,47 @@
 """Score files: write the reference's pickle format, read it without running code from it.
 
-The reference format is `pickle.dump` of a dict of CPU tensors (the authors' scripts read it
-with `pickle.load`). Plain unpickling calls any global the file names, so reading goes through
-core.safe_pickle, which resolves only an allow-list of globals.
+The reference format is `pickle.dump` of a dict of CPU tensors, whatever the file's name (the
+ImageNet seed command's `imagenet-data-score.pt` too); the authors' scripts read it with
+`pickle.load`. Plain unpickling calls any global the file names, so reading goes through
+core.safe_pickle, which resolves only an allow-list of globals. A file is read by its bytes,
+never its name: a torch.save file (zip, or the legacy format) through
+torch.load(weights_only=True), anything else through the restricted unpickler.
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
+import pickle
 
 import numpy as np
 import torch
 
 from core import safe_pickle
 from core.errors import UserError
-from core.fileio import atomic_pickle_dump, atomic_torch_save
+from core.fileio import atomic_pickle_dump
+
+# How torch.save files begin: a zip archive's local-file header (torch >= 1.6), or the legacy
+# format's first record, the pickled magic number (protocol 2, torch.save's default).
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_TORCH_MAGIC = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
 
 
 def save_data_score(path: str, data_score: dict) -> None:
-    """Write the score dict as the reference does, atomically: a pickle of CPU tensors, or
-    torch.save for a path ending in .pt (as the ImageNet scripts name theirs, and as
-    load_data_score reads such a path)."""
+    """Write the score dict as the reference does, atomically: a plain pickle of CPU tensors,
+    whatever the name (`.pt` too: the authors' train_imagenet.py reads its
+    imagenet-data-score.pt with pickle.load)."""
     if not isinstance(data_score, dict) or not all(
         isinstance(v, torch.Tensor) for v in data_score.values()
     ):
         raise UserError(f"refusing to write {path}: the scores must be a dict of tensors")
     # clone: a view would pickle its whole underlying storage
     compact = {str(k): v.detach().cpu().clone() for k, v in data_score.items()}
-    if path.endswith(".pt"):
-        atomic_torch_save(compact, path)
-    else:
-        atomic_pickle_dump(compact, path)
+    atomic_pickle_dump(compact, path)
 
 
 def load_data_score(path: str) -> dict[str, torch.Tensor]:
-    """Read a score file (pickle or torch.save) without executing code from it.
+    """Read a score file (pickle or torch.save, told apart by the file's first bytes, not its
+    name) without executing code from it.
 
     Returns a dict of CPU tensors (numpy arrays are converted). UserError for a missing
     file, a refused global, or content that is not a dict of arrays.
@@ -43,10 +49,12 @@ def load_data_score(path: str) -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise UserError(f"score file not found: {path}")
     try:
-        if path.endswith(".pt") or zipfile.is_zipfile(path):
-            data = safe_pickle.torch_load(path)
-        else:
-            with open(path, "rb") as fh:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_LEGACY_TORCH_MAGIC))
+            fh.seek(0)
+            if head.startswith(_ZIP_MAGIC) or head == _LEGACY_TORCH_MAGIC:
+                data = safe_pickle.torch_load(fh)
+            else:
                 data = safe_pickle.load(fh)
     except safe_pickle.RefusedGlobal as refused:
         raise UserError(f"refusing score file {path}: it names the global {refused.name}") from None

@@ -4,9 +4,11 @@ process), plus the ImageNet loader's order, sharding and resume."""
 
 import json
 import os
+import pickle
 
 import pytest
 import torch
+from authors_format import authors_log, reference_dynamics
 from conftest import run_script
 
 pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
@@ -148,9 +150,14 @@ def test_full_data_run(pipeline):
     assert "top5" in open(f"{run}/log-train-ICLR2023-ImageNet.log").read()
 
 
+def read_score(path):
+    with open(path, "rb") as fh:
+        return pickle.load(fh)  # as the authors' train_imagenet.py reads imagenet-data-score.pt
+
+
 def test_score_file(pipeline):
     base, outputs = pipeline
-    score = torch.load(f"{base}/imagenet-data-score.pt", weights_only=True)
+    score = read_score(f"{base}/imagenet-data-score.pt")
     for key in ("targets", "correctness", "forgetting", "last_correctness", "visits"):
         assert score[key].dtype == torch.int32 and score[key].shape == (N_TRAIN,), key
     for key in ("accumulated_margin", "el2n", "entropy", "loss", "moderate_distance"):
@@ -169,10 +176,11 @@ def test_ccs_runs(pipeline, task, ratio, mis_ratio):
     metrics = json.load(open(f"{run}/metrics.json"))
     assert metrics["method"] == "ccs" and metrics["pruning_rate"] == pytest.approx(1 - ratio)
     assert metrics["coreset_size"] == int(ratio * N_TRAIN) and metrics["iterations"] == 4
-    assert len(metrics["history"]) == 2  # every 2 iterations: one batch per epoch
+    # one batch per epoch, 4 epochs, tested every 2 from epoch 0 and after the last: 0, 2, 3
+    assert [entry["epoch"] for entry in metrics["history"]] == [1, 3, 4]
     assert not os.path.exists(f"{run}/td-{task}.pt")  # --ignore-td
     chosen = torch.load(f"{run}/coreset-indices.pt", weights_only=True)
-    score = torch.load(f"{base}/imagenet-data-score.pt", weights_only=True)
+    score = read_score(f"{base}/imagenet-data-score.pt")
     cut = score["accumulated_margin"].argsort(stable=True)[: int(mis_ratio * N_TRAIN)]
     assert not set(cut.tolist()) & set(chosen.tolist())
 
@@ -244,6 +252,44 @@ def test_scoring_a_run_without_dynamics(pipeline):
         check=False,
     )
     assert_user_error(proc, "td-aum-s-0.1.pt")
+
+
+def test_an_authors_imagenet_run_folder_is_scored_from_its_per_epoch_logs(imagefolder, tmp_path):
+    """Their train_imagenet.py's training-dynamics/td-<task>-epoch-<i>.pickle (file i holds
+    epoch i-1): scored one file at a time into their keys; entropy and loss only once their
+    ckpt-last.pt is there (their own ImageNet scoring computes neither)."""
+    from core.data.imagenet import load_imagefolder
+    from core.models import build_model
+
+    targets = load_imagefolder(imagefolder).train.targets
+    run = tmp_path / "imagenet" / "theirs"
+    (run / "training-dynamics").mkdir(parents=True)
+    log = authors_log(N_TRAIN, 12, 20, num_classes=CLASSES)
+    for epoch in range(12):
+        with open(run / "training-dynamics" / f"td-theirs-epoch-{epoch + 1}.pickle", "wb") as fh:
+            records = [r for r in log if r["epoch"] == epoch]
+            pickle.dump({"data-name": "imagenet", "training_dynamics": records}, fh)
+    score_path = str(tmp_path / "imagenet-data-score.pt")
+    argv = ["generate_importance_score_imagenet.py", "--data-dir", imagefolder, "--base-dir",
+            str(tmp_path / "imagenet"), "--task-name", "theirs", "--data-score-path", score_path,
+            "--image-size", "32", "--workers", "0"]  # fmt: skip
+    assert "scored the authors' training dynamics" in run_script(*argv).stdout
+    score = read_score(score_path)
+    counts, aum, el2n = reference_dynamics(log, targets)  # EL2N: epochs 0..9, files 1..10
+    assert set(score) == {"targets", "correctness", "forgetting", "last_correctness",
+                          "accumulated_margin", "el2n", "visits"}  # fmt: skip
+    assert torch.equal(score["correctness"], counts["correctness"])
+    assert torch.equal(score["forgetting"], counts["forgetting"])
+    assert torch.allclose(score["accumulated_margin"], aum, atol=1e-2)
+    assert torch.allclose(score["el2n"], el2n, atol=1e-2)
+
+    model = build_model("resnet34", CLASSES, imagenet=True)
+    theirs = {f"module.{k}": v for k, v in model.state_dict().items()}  # nn.DataParallel
+    torch.save({"model_state_dict": theirs, "epoch": 11}, run / "ckpt-last.pt")
+    run_script(*argv)
+    score = read_score(score_path)
+    assert {"entropy", "loss", "moderate_distance"} <= set(score)
+    assert torch.isfinite(score["entropy"]).all() and (score["loss"] > 0).all()
 
 
 # ---- the loader ----------------------------------------------------------------------------

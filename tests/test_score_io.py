@@ -59,11 +59,20 @@ def test_loads_numpy_and_tensor_pickles_of_any_protocol(tmp_path, protocol):
     assert loaded["loss"].dtype == torch.float16
 
 
-def test_loads_torch_save_files(tmp_path):
-    for name in ("scores.pt", "scores-zip.pickle"):
-        torch.save(reference_scores(), tmp_path / name)
-        loaded = load_data_score(str(tmp_path / name))
-        assert torch.equal(loaded["forgetting"], reference_scores()["forgetting"])
+@pytest.mark.parametrize("name", ["scores.pt", "scores-zip.pickle", "no-suffix"])
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_loads_torch_save_files_by_content_not_name(tmp_path, name, zip_format):
+    path = tmp_path / name
+    torch.save(reference_scores(), path, _use_new_zipfile_serialization=zip_format)
+    loaded = load_data_score(str(path))
+    assert torch.equal(loaded["forgetting"], reference_scores()["forgetting"])
+
+
+def test_a_plain_pickle_named_pt_loads(tmp_path):
+    # what the authors' generate_importance_score_imagenet.py writes: pickle.dump to a .pt name
+    score = reference_scores()
+    loaded = load_data_score(write(tmp_path / "imagenet-data-score.pt", score))
+    assert all(torch.equal(loaded[k], score[k]) for k in score)
 
 
 class Evil:
@@ -102,13 +111,17 @@ def write(path, obj):
 
 
 def hostile_files(tmp_path, marker):
-    return {
-        "top level": write(tmp_path / "top.pickle", Evil(marker)),
-        "nested": write(tmp_path / "nested.pickle", {**reference_scores(), "el2n": Evil(marker)}),
-        "in storage bytes": write(
-            tmp_path / "storage.pickle", {"el2n": torch.ones(2), "loss": EvilStorage(marker)}
-        ),
-    }
+    """Hostile plain pickles, under the reference's .pickle name and the ImageNet .pt name."""
+    files = {}
+    for suffix in (".pickle", ".pt"):
+        files[f"top level{suffix}"] = write(tmp_path / f"top{suffix}", Evil(marker))
+        files[f"nested{suffix}"] = write(
+            tmp_path / f"nested{suffix}", {**reference_scores(), "el2n": Evil(marker)}
+        )
+        files[f"in storage bytes{suffix}"] = write(
+            tmp_path / f"storage{suffix}", {"el2n": torch.ones(2), "loss": EvilStorage(marker)}
+        )
+    return files
 
 
 def test_the_hostile_files_are_real(tmp_path):
@@ -159,21 +172,26 @@ def test_missing_file_and_wrong_contents(tmp_path):
         save_data_score(str(tmp_path / "x.pickle"), {"el2n": [1.0]})
 
 
-def test_hostile_torch_save_file_is_refused(tmp_path):
+@pytest.mark.parametrize("name", ["s.pt", "s.pickle"])
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_hostile_torch_save_file_is_refused(tmp_path, name, zip_format):
     marker = tmp_path / "pwned"
-    torch.save({"el2n": Evil(marker)}, tmp_path / "s.pt")
-    with pytest.raises(UserError, match=r"s.pt: it names the global posix.system"):
-        load_data_score(str(tmp_path / "s.pt"))
+    torch.save({"el2n": Evil(marker)}, tmp_path / name, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(UserError, match=rf"{name}: it names the global posix.system"):
+        load_data_score(str(tmp_path / name))
     assert not marker.exists()
 
 
-def test_a_pt_path_is_written_with_torch_save_and_reads_back(tmp_path):
+def test_a_pt_path_is_written_as_the_reference_pickle(tmp_path):
     path = str(tmp_path / "imagenet-data-score.pt")
     score = {"el2n": torch.tensor([0.5, 1.5]), "targets": torch.tensor([1, 0], dtype=torch.int32)}
     save_data_score(path, score)
-    assert zipfile.is_zipfile(path)  # torch.save's format, as the ImageNet seed command expects
+    assert not zipfile.is_zipfile(path)  # not torch.save: the authors read it with pickle.load
+    with open(path, "rb") as fh:
+        plain = pickle.load(fh)
     loaded = load_data_score(path)
-    assert set(loaded) == set(score) and all(torch.equal(loaded[k], score[k]) for k in score)
+    for got in (plain, loaded):
+        assert set(got) == set(score) and all(torch.equal(got[k], score[k]) for k in score)
 
 
 def test_the_one_unpickler_reads_python2_style_and_container_pickles():

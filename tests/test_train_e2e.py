@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 import torch
+from authors_format import authors_log, reference_dynamics
 from conftest import run_script
 
 pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
@@ -294,3 +295,104 @@ def test_feature_space_peers_run_from_the_scored_run(pipeline, tiny_cifar10, mod
     if mode == "d2":  # equal shares of 40 over the 10 classes
         assert torch.bincount(score["targets"][chosen].long(), minlength=10).tolist() == [4] * 10
     assert "already finished" in run_script(*argv).stdout
+
+
+def test_a_plain_pickle_named_pt_drives_a_coreset_run(tiny_cifar10, tmp_path):
+    """A score file as the authors' scripts write it (pickle.dump, here under a .pt name, as
+    their ImageNet script names its own) selects the coreset: read by content, not by name."""
+    from core.data import load_dataset
+
+    targets = load_dataset("cifar10", tiny_cifar10, download=False).train.targets
+    el2n = torch.randperm(400, generator=torch.Generator().manual_seed(1)).float()
+    score = {"el2n": el2n, "targets": targets.to(torch.int32)}
+    with open(tmp_path / "x.pt", "wb") as fh:
+        pickle.dump(score, fh)
+    run_script(
+        "train.py",
+        "--dataset", "cifar10", "--data-dir", tiny_cifar10, "--network", "resnet20",
+        "--batch-size", "64", "--iterations", "2", "--task-name", "el2n-x",
+        "--base-dir", str(tmp_path), "--coreset", "--coreset-mode", "coreset",
+        "--data-score-path", str(tmp_path / "x.pt"), "--coreset-key", "el2n",
+        "--coreset-ratio", "0.1", "--data-score-descending", "1",
+    )  # fmt: skip
+    chosen = torch.load(tmp_path / "el2n-x" / "coreset-indices.pt", weights_only=True)
+    assert torch.equal(chosen, el2n.argsort(descending=True)[:40].sort().values)
+
+
+def reference_entropy_and_loss(model, images, targets):
+    """The authors' post_training_metrics on ToTensor() inputs: x / 255, no normalisation."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(images.float() / 255)
+    prob = torch.nn.Softmax(dim=1)(logits)
+    entropy = torch.sum(-1 * prob * torch.log(prob + 1e-10), dim=1)
+    loss = torch.nn.CrossEntropyLoss(reduction="none")(logits, targets)
+    return entropy, loss
+
+
+def test_entropy_and_loss_are_the_reference_pass_of_the_final_model(pipeline, tiny_cifar10):
+    from core.data import load_dataset
+    from core.models import build_model
+
+    base, _ = pipeline
+    state = torch.load(f"{base}/all-data/ckpt-last.pt", weights_only=True)
+    model = build_model("resnet20", 10)
+    model.load_state_dict(state["model"])
+    data = load_dataset("cifar10", tiny_cifar10, download=False)
+    entropy, loss = reference_entropy_and_loss(model, data.train.images, data.train.targets)
+    with open(f"{base}/all-data/data-score-all-data.pickle", "rb") as fh:
+        score = pickle.load(fh)
+    assert torch.allclose(score["entropy"], entropy, atol=1e-4)
+    assert torch.allclose(score["loss"], loss, atol=1e-4)
+
+    # --normalized-scoring-inputs: the pass on the images the model was trained on
+    out = f"{base}/all-data/normalised.pickle"
+    run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all-data",
+               "--data-score-path", out, "--normalized-scoring-inputs")  # fmt: skip
+    with open(out, "rb") as fh:
+        normalised = pickle.load(fh)
+    assert not torch.allclose(normalised["entropy"], entropy, atol=1e-2)  # they differ
+    mean = torch.tensor(data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(data.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        logits = model((data.train.images.float() / 255 - mean) / std)
+    assert torch.allclose(normalised["loss"], torch.nn.functional.cross_entropy(
+        logits, data.train.targets, reduction="none"), atol=1e-4)  # fmt: skip
+    # features (Moderate-DS) come from the normalised images either way
+    assert torch.equal(normalised["moderate_distance"], score["moderate_distance"])
+    for key in ("forgetting", "accumulated_margin", "el2n"):
+        assert torch.equal(normalised[key], score[key]), key
+
+
+def test_an_authors_run_folder_is_scored_by_the_readme_command(tiny_cifar10, tmp_path):
+    """Their train.py's folder: ckpt-last.pt ({'model_state_dict'} with `linear.` keys) and
+    td-all-data.pickle. The README's scoring command turns it into their score file."""
+    from core.data import load_dataset
+    from core.models import build_model
+
+    data = load_dataset("cifar10", tiny_cifar10, download=False)
+    run = tmp_path / "cifar10" / "all-data"
+    run.mkdir(parents=True)
+    torch.manual_seed(0)
+    model = build_model("resnet18", 10)
+    theirs = {k.replace("fc.", "linear.", 1): v for k, v in model.state_dict().items()}
+    torch.save({"model_state_dict": theirs, "epoch": 2}, run / "ckpt-last.pt")
+    log = authors_log(400, 3, 128)
+    with open(run / "td-all-data.pickle", "wb") as fh:
+        pickle.dump({"data-name": "cifar10", "training_dynamics": log}, fh)
+    proc = run_script("generate_importance_score.py", "--gpuid", "0", "--base-dir",
+                      str(tmp_path / "cifar10"), "--task-name", "all-data",
+                      "--data-dir", tiny_cifar10)  # fmt: skip
+    assert "scored the authors' training dynamics" in proc.stdout
+    with open(run / "data-score-all-data.pickle", "rb") as fh:
+        score = pickle.load(fh)
+    counts, aum, el2n = reference_dynamics(log, data.train.targets)
+    assert torch.equal(score["correctness"], counts["correctness"])
+    assert torch.equal(score["forgetting"], counts["forgetting"])
+    assert torch.equal(score["last_correctness"], counts["last"])
+    assert torch.allclose(score["accumulated_margin"], aum, atol=1e-2)
+    assert torch.allclose(score["el2n"], el2n, atol=1e-2)
+    assert torch.equal(score["visits"], torch.full((400,), 3, dtype=torch.int32))
+    entropy, loss = reference_entropy_and_loss(model, data.train.images, data.train.targets)
+    assert torch.allclose(score["entropy"], entropy, atol=1e-4)
+    assert torch.allclose(score["loss"], loss, atol=1e-4)

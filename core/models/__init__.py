@@ -5,20 +5,24 @@ import torchvision
 
 from core.errors import UserError
 from core.models.cifar_resnet import BasicBlock, Bottleneck, ResNet, SmallResNet
+from core.models.head import Fp32Linear
 
 CIFAR_NETWORKS = ("resnet18", "resnet50", "resnet20", "resnet32", "resnet56")
 IMAGENET_NETWORKS = ("resnet18", "resnet34", "resnet50")
 
 
 def build_model(name: str, num_classes: int, imagenet: bool = False) -> nn.Module:
-    """A freshly initialised network; its classifier is always ``model.fc``."""
+    """A freshly initialised network; its classifier is always ``model.fc``, an Fp32Linear:
+    float32 logits under bf16 autocast, for the training dynamics."""
     if imagenet:
         if name not in IMAGENET_NETWORKS:
             raise UserError(
                 f"--network {name!r} is not an ImageNet network; choose from "
                 f"{', '.join(IMAGENET_NETWORKS)}"
             )
-        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+        model.fc = Fp32Linear.from_linear(model.fc)  # same initialised parameters
+        return model
     if name == "resnet18":
         return ResNet(BasicBlock, [2, 2, 2, 2], num_classes)
     if name == "resnet50":

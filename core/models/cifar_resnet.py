@@ -3,13 +3,15 @@
 ResNet-18/50: the authors' layout (3x3 stride-1 stem, no max-pool, stages of
 64/128/256/512 channels, global average pool, linear). ResNet-20/32/56: He et al. 2016
 §4.2 (16/32/64 channels, 3 stages of n blocks, parameter-free "option A" shortcuts), small
-enough for CPU-scale runs. Every model's classifier is ``fc``; its input is the penultimate
-feature vector that the scoring pass records.
+enough for CPU-scale runs. Every model's classifier is ``fc``, an Fp32Linear (float32 logits
+under autocast); its input is the penultimate feature vector that the scoring pass records.
 """
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from core.models.head import Fp32Linear
 
 
 class BasicBlock(nn.Module):
@@ -74,7 +76,7 @@ class ResNet(nn.Module):
         self.layer2 = self._make_layer(block, 128, num_blocks[1], 2)
         self.layer3 = self._make_layer(block, 256, num_blocks[2], 2)
         self.layer4 = self._make_layer(block, 512, num_blocks[3], 2)
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.fc = Fp32Linear(512 * block.expansion, num_classes)
 
     def _make_layer(self, block, planes, num_blocks, stride):
         layers = []
@@ -117,7 +119,7 @@ class SmallResNet(nn.Module):
                 stages.append(BasicBlock(in_planes, planes, s, option_a=True))
                 in_planes = planes
         self.layers = nn.Sequential(*stages)
-        self.fc = nn.Linear(64, num_classes)
+        self.fc = Fp32Linear(64, num_classes)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)

@@ -172,31 +172,34 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------
     def fit(self, total_iterations, epochs_per_test=1):
-        """Train until ``total_iterations``, testing every ``epochs_per_test`` epochs and after
-        the last iteration, checkpointing and logging at epoch ends. Returns the result dict
-        for metrics.json; raises Interrupted (checkpoint written) after SIGINT/SIGTERM."""
+        """Train whole epochs until ``total_iterations`` are done, as the reference does: the
+        epoch in which they run out is finished (docs/FAITHFULNESS.md T5). Tests where the
+        reference does: after epoch e when e % epochs_per_test == 0 (epoch 0 included) and
+        after the last epoch. Checkpoints and logs at epoch ends. Returns the result dict for
+        metrics.json; raises Interrupted (checkpoint written) after SIGINT/SIGTERM."""
         per_epoch = len(self.train_loader)
         total_epochs = math.ceil(total_iterations / per_epoch)
+        planned = total_epochs * per_epoch
         if self.position["iteration"] > 0:
             self._say(
-                f"resuming {self.run.dir} at iteration {self.position['iteration']}/"
-                f"{total_iterations}"
+                f"resuming {self.run.dir} at iteration {self.position['iteration']}/{planned}"
             )
         else:
+            overshoot = "" if planned == total_iterations else f" for {total_iterations}"
             self._say(
-                f"training {self.what}, {total_iterations} iterations ({per_epoch}/epoch), "
-                f"{self.device}, {self.precision}"
+                f"training {self.what}, {planned} iterations{overshoot} ({total_epochs} epochs "
+                f"of {per_epoch}), {self.device}, {self.precision}"
                 + (f" ({self.precision_why})" if self.precision_why else "")
                 + f", {torch.get_num_threads()} thread(s), {dist_utils.world_size()} process(es)"
             )
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._last_save = time.monotonic()
-        bar = Progress(total_iterations, self.position["iteration"], enabled=self.progress)
+        bar = Progress(planned, self.position["iteration"], enabled=self.progress)
         last_line = 0.0  # epoch lines: every test and the last, others at most every 10 s
         try:
-            while self.position["iteration"] < total_iterations:
+            while self.position["epoch"] < total_epochs:
                 epoch = self.position["epoch"]
-                loss_sum, correct, seen = self.train_one_epoch(total_iterations, bar)
+                loss_sum, correct, seen = self.train_one_epoch(bar)
                 # A checkpoint is due by rank 0's clock alone: saving is a collective (the
                 # dynamics all-reduce), so every rank must decide alike.
                 due = self.main and time.monotonic() - self._last_save >= self.checkpoint_interval_s
@@ -210,11 +213,13 @@ class Trainer:
                 dist_utils.all_reduce_sum_(stats)
                 loss_v, correct_v, due_v = stats.tolist()  # host sync, once per epoch
                 seen_all = max(1, seen * dist_utils.world_size())
-                finished = self.position["iteration"] >= total_iterations
-                test_epoch = (epoch + 1) % epochs_per_test == 0
+                finished = self.position["epoch"] >= total_epochs
+                # the reference's test points (0-based epochs; it also tests once after the
+                # loop, the same model as after the last epoch, so no second entry here)
+                test_epoch = epoch % epochs_per_test == 0
                 line = (
                     f"epoch {epoch + 1}/{total_epochs} it {self.position['iteration']}/"
-                    f"{total_iterations} loss {loss_v / seen_all:.4f} train-acc "
+                    f"{planned} loss {loss_v / seen_all:.4f} train-acc "
                     f"{correct_v / seen_all:.4f} lr {self.optimizer.param_groups[0]['lr']:.5f}"
                 )
                 if finished or test_epoch:
@@ -243,10 +248,11 @@ class Trainer:
         self.save_last(finished=True)
         return self.result(total_iterations, total_epochs)
 
-    def train_one_epoch(self, total_iterations, bar):
-        """From the current position to the end of its epoch (or of the run): per batch
-        forward, loss, backward, optimiser and schedule step, dynamics update. Returns the
-        epoch's summed loss and correct count (device tensors) and this rank's example count."""
+    def train_one_epoch(self, bar):
+        """From the current position to the end of its epoch (whole epochs, as the reference):
+        per batch forward, loss, backward, optimiser and schedule step, dynamics update. Returns
+        the epoch's summed loss and correct count (device tensors) and this rank's example
+        count."""
         self.model.train()
         epoch, start = self.position["epoch"], self.position["batch"]
         loss_sum = torch.zeros((), device=self.device)
@@ -274,8 +280,6 @@ class Trainer:
                 self._account(t0, seen)
                 self.save_last()
                 raise Interrupted(self.position["iteration"])
-            if self.position["iteration"] >= total_iterations:
-                break
         if self.position["batch"] >= len(self.train_loader):
             self.position["epoch"], self.position["batch"] = epoch + 1, 0
         if self.dynamics is not None:
@@ -312,7 +316,8 @@ class Trainer:
         return {
             "best_acc": self.best_acc,
             "last_acc": self.last_acc,
-            "iterations": total_iterations,
+            "iterations": total_iterations,  # as asked: the schedule's length (cosine T_max)
+            "iterations_trained": self.position["iteration"],  # whole epochs: may be more
             "epochs": total_epochs,
             "train_time_s": self.train_time_s,
             "wall_time_s": self.wall_time_s(),
