@@ -335,3 +335,11 @@ def test_label_noise_runs_get_a_mislabeled_column_and_figure(tmp_path):
     assert "Mislabeled share" in table
     assert "| ccs | — | 6.0 ± 1.4 (n=2) |" in table and "| random | — | 21.0 |" in table
     assert_png(tmp_path / "out" / "mislabeled.png")
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line(base, capsys):
+    with pytest.raises(SystemExit) as stop:
+        report.main([str(base), "--out", "/proc/no/such/report"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --out /proc/no/such/report")

@@ -119,6 +119,16 @@ def _check_flags(features_path, data_score_path, coverage_rate) -> None:
         raise UserError(f"--coverage-rate must be a fraction in [0, 1), got {coverage_rate:g}")
 
 
+def _make_out_dir(folder: str) -> None:
+    """Before any work: the report's folder can be made (or exists) and written to."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--out {folder}: cannot create it ({error.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"--out {folder}: not writable")
+
+
 def _optional_figures(runs, distances: dict, flags: dict, path: dict) -> list[str]:
     """Draw strata.png and coverage.png where their inputs exist; return the paths written."""
     draw = {
@@ -149,6 +159,7 @@ def make_report(
     datasets each had their own; null when none).
     """
     _check_flags(features_path, data_score_path, coverage_rate)
+    _make_out_dir(out_dir or base_dir)
     left_out = []
     runs = collect_runs(base_dir, left_out)
     distances, used = coverage_distances(runs, features_path, data_score_path, device)
