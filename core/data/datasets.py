@@ -12,7 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.io
 import torch
+import torchvision
+from PIL import Image
+from torchvision.datasets.utils import download_and_extract_archive
 
 from core import safe_pickle
 from core.errors import UserError
@@ -128,27 +132,19 @@ def _ensure_files(name: str, spec: _Spec, root: str, download: bool) -> None:
 
 
 def _fetch_cifar10(root: str) -> None:
-    import torchvision
-
     torchvision.datasets.CIFAR10(root, train=True, download=True)
 
 
 def _fetch_cifar100(root: str) -> None:
-    import torchvision
-
     torchvision.datasets.CIFAR100(root, train=True, download=True)
 
 
 def _fetch_svhn(root: str) -> None:
-    import torchvision
-
     for split in ("train", "test"):
         torchvision.datasets.SVHN(root, split=split, download=True)
 
 
 def _fetch_cinic10(root: str) -> None:
-    from torchvision.datasets.utils import download_and_extract_archive
-
     # The archive holds train/, valid/ and test/ at its top level.
     download_and_extract_archive(CINIC10_URL, download_root=root, remove_finished=True)
 
@@ -241,8 +237,6 @@ def _read_cifar100(root: str):
 
 
 def _read_svhn_split(path: str) -> ArrayDataset:
-    import scipy.io
-
     try:
         content = scipy.io.loadmat(path)
         images, labels = content["X"], content["y"]
@@ -290,8 +284,6 @@ def _list_image_folder(folder: str):
 
 
 def _decode_image(path: str) -> np.ndarray:
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
