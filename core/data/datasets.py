@@ -15,8 +15,8 @@ import numpy as np
 import scipy.io
 import torch
 import torchvision
+import torchvision.datasets.utils
 from PIL import Image
-from torchvision.datasets.utils import download_and_extract_archive
 
 from core import safe_pickle
 from core.errors import UserError
@@ -146,7 +146,9 @@ def _fetch_svhn(root: str) -> None:
 
 def _fetch_cinic10(root: str) -> None:
     # The archive holds train/, valid/ and test/ at its top level.
-    download_and_extract_archive(CINIC10_URL, download_root=root, remove_finished=True)
+    torchvision.datasets.utils.download_and_extract_archive(
+        CINIC10_URL, download_root=root, remove_finished=True
+    )
 
 
 # ---------------------------------------------------------------------------------------------
