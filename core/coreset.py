@@ -429,7 +429,20 @@ def hard_cut_survivors(
     mis_num = int(mis_ratio * n)
     if mis_num <= 0:
         return torch.arange(n)
-    return _ascending(_stable_order(data_score[mis_key], mis_descending)[mis_num:], n)
+    return (~_first_k_stable(data_score[mis_key], mis_num, mis_descending)).nonzero().squeeze(1)
+
+
+def _first_k_stable(score: torch.Tensor, k: int, descending: bool) -> torch.Tensor:
+    """Mask of the first k examples of the stable ordering by `score` (ties by position):
+    the same set as _stable_order(score, descending)[:k]. kthvalue, not a full sort: the
+    bench showed the sort alone kept CCS at N = 1.28M above 0.3 s on one core."""
+    score = score.double()  # exact for the int32/float32 scores, and negation is safe
+    score = -score if descending else score
+    value = score.kthvalue(k).values
+    mask = score < value
+    ties = (score == value).nonzero().squeeze(1)  # ascending positions: the stable tie-break
+    mask[ties[: k - int(mask.sum())]] = True
+    return mask
 
 
 def _ascending(indices: torch.Tensor, n: int) -> torch.Tensor:
