@@ -4,10 +4,10 @@ import os
 import platform
 import subprocess
 import sys
+from importlib import metadata
 
 import numpy
 import torch
-import torchvision
 
 
 def git_commit() -> str:
@@ -35,6 +35,14 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def _version(package: str) -> str:
+    # the installed version without importing the package (torchvision's import costs ~2 s)
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def provenance(device: torch.device) -> dict:
     return {
         "device": device_name(device),
@@ -42,7 +50,7 @@ def provenance(device: torch.device) -> dict:
         "versions": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
+            "torchvision": _version("torchvision"),
             "numpy": numpy.__version__,
         },
         "host": platform.node(),

@@ -11,7 +11,6 @@ import torch
 
 from core.authors_td import dynamics_from_logs, log_files
 from core.data import DeviceLoader, load_dataset
-from core.data.imagenet import ImageFolderLoader, load_imagefolder
 from core.data.noise import LabelNoise, with_targets
 from core.data.subset import take_train_subset
 from core.errors import UserError
@@ -282,6 +281,9 @@ def score_imagenet_run(
                 "score it with generate_importance_score.py"
             )
     run_args = run_args or {"data_dir": AUTHORS_DEFAULTS["imagenet_dir"], "image_size": 224}
+    # imported here: core.data.imagenet loads torchvision (~2 s) that CIFAR scoring never needs
+    from core.data.imagenet import load_imagefolder
+
     data = load_imagefolder(data_dir or run_args["data_dir"])
     n = len(data.train)
     if td is not None and (
@@ -315,6 +317,8 @@ def score_imagenet_run(
 def _imagenet_inference(model, data, device, image_size, batch_size, workers) -> dict:
     """One pass with the test transforms, normalised (the authors' ImageNet scoring has no
     entropy or loss to match; FAITHFULNESS S9), each rank its share, summed across ranks."""
+    from core.data.imagenet import ImageFolderLoader
+
     loader = ImageFolderLoader(
         data.train,
         batch_size=batch_size,

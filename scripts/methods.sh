@@ -52,6 +52,19 @@ check_list() {
   done
 }
 
+# check_methods FLAG LIST: every comma-separated name is a method above, none twice
+check_methods() {
+  local name seen=" "
+  for name in ${2//,/ }; do
+    case " $METHODS $PEER_METHODS " in
+      *" $name "*) ;;
+      *) fail "$1: unknown method '$name' (choose from: $METHODS $PEER_METHODS)" ;;
+    esac
+    case "$seen" in *" $name "*) fail "$1: '$name' is named twice" ;; esac
+    seen="$seen$name "
+  done
+}
+
 # d2's hard cut at a pruning rate: the D2 authors' 0.4, lowered where the coreset and the
 # cut would not fit in the training set (keep + beta <= 1), e.g. 0.3 -> 0.3, 0.5 -> 0.4
 d2_beta() { awk -v r="$1" 'BEGIN { b = 0.4; if (b > r) b = r; printf "%g", b }'; }

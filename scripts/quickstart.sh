@@ -6,14 +6,19 @@
 #   bash scripts/quickstart.sh --profile smoke      # a 2-minute taste on a tiny subset
 #   bash scripts/quickstart.sh --rates 0.7,0.9 --seeds 0,1 --data-dir ~/data
 #   bash scripts/quickstart.sh --label-noise 0.2    # 20% of the labels flipped first
+#   bash scripts/quickstart.sh --methods random,ccs,d2,kcenter --beta 0.1,0.3,0.5
 #
 # Profiles (pruning rate 0.9 keeps 10% of the training set):
-#   cpu   ResNet-20, a fixed 20,000-example subset, 10 epochs of dynamics, coresets trained
-#         1,000 iterations of batch 128 (about 35 minutes on 2 cores at one rate)
+#   cpu   ResNet-20, a fixed 10,000-example subset, 10 epochs of dynamics, coresets trained
+#         200 iterations of batch 128 (about 20 minutes on 2 cores at one rate)
 #   gpu   ResNet-18, the full 50,000 training set, 200 epochs of dynamics (the paper's),
 #         coresets trained 10,000 iterations of batch 256
 #   smoke ResNet-20, a 1,000-example subset, 2 epochs, coresets trained 20 iterations,
-#         tested on 1,000 test images (a taste, not a result)
+#         tested on 1,000 test images, methods random, ccs and accumulated_margin only
+#         (a taste, not a result)
+# --methods picks from: random ccs forgetting accumulated_margin el2n entropy moderate
+# (the default) and the feature-space peers d2 kcenter. --beta is CCS's hard-cut ratio; a
+# list runs CCS once per value (the report keeps the best per rate and lists the sweep).
 # Rerunning skips finished runs and resumes unfinished ones. CIFAR-10 is downloaded into
 # --data-dir (default $DATA_DIR or ./data) when it is not already there. Paths are relative
 # to the folder you run it from; it works from any folder.
@@ -21,12 +26,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/methods.sh"
 
-PROFILE="" RATES="0.9" SEEDS="0" BETA="0.3" DEVICE="auto" NOISE=""
+PROFILE="" RATES="0.9" SEEDS="0" BETA="0.3" DEVICE="auto" NOISE="" CHOSEN=""
 DATA_DIR="${DATA_DIR:-./data}" BASE_DIR="" OUT=""
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --profile|--rates|--seeds|--beta|--data-dir|--base-dir|--out|--device|--label-noise)
+    --profile|--rates|--seeds|--beta|--data-dir|--base-dir|--out|--device|--label-noise|--methods)
       [ $# -ge 2 ] || fail "$1 needs a value (see --help)" ;;
   esac
   case "$1" in
@@ -39,6 +44,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
     --label-noise) NOISE="$2"; shift 2 ;;
+    --methods) CHOSEN="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) fail "unknown argument $1 (see --help)" ;;
   esac
@@ -47,17 +53,24 @@ check_list "--rates" "$RATES" fraction
 check_list "--seeds" "$SEEDS" integer
 check_list "--beta" "$BETA" beta
 [ -z "$NOISE" ] || check_list "--label-noise" "$NOISE" beta
+[ -z "$CHOSEN" ] || check_methods "--methods" "$CHOSEN"
 PY="${PYTHON:-python}"
 if [ -z "$PROFILE" ]; then
   if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     PROFILE=gpu; else PROFILE=cpu; fi
 fi
 case "$PROFILE" in
-  cpu)   NET=resnet20 SUBSET=20000 EPOCHS=10  ITERS=1000  BS=128 TEST=0 ;;
+  cpu)   NET=resnet20 SUBSET=10000 EPOCHS=10  ITERS=200   BS=128 TEST=0 ;;
   gpu)   NET=resnet18 SUBSET=0     EPOCHS=200 ITERS=10000 BS=256 TEST=0 ;;
   smoke) NET=resnet20 SUBSET=1000  EPOCHS=2   ITERS=20    BS=64  TEST=1000 ;;
   *) fail "--profile must be cpu, gpu or smoke, got $PROFILE" ;;
 esac
+if [ -n "$CHOSEN" ]; then
+  METHODS="${CHOSEN//,/ }"
+elif [ "$PROFILE" = smoke ]; then
+  # most of a smoke run is process start-up (~10 s each), so it runs three methods
+  METHODS="random ccs accumulated_margin"
+fi
 BASE_DIR="${BASE_DIR:-./data-model/cifar10-$PROFILE${NOISE:+-noise$NOISE}}"
 OUT="${OUT:-$BASE_DIR}"
 COMMON=(--dataset cifar10 --data-dir "$DATA_DIR" --network "$NET" --batch-size "$BS"
@@ -80,11 +93,17 @@ for rate in ${RATES//,/ }; do
   ratio=$(keep_ratio "$rate")
   for seed in ${SEEDS//,/ }; do
     for method in $METHODS; do
-      echo "-- $method at pruning rate $rate, seed $seed"
-      # shellcheck disable=SC2046
-      "$PY" "$ROOT/train.py" "${COMMON[@]}" --iterations "$ITERS" --seed "$seed" \
-        --task-name "$method-$rate-s$seed" --base-dir "$BASE_DIR/coresets" --coreset \
-        --coreset-ratio "$ratio" --data-score-path "$SCORE" $(method_flags "$method" "$BETA")
+      betas=0 task="$method-$rate-s$seed"
+      [ "$method" = ccs ] && betas="${BETA//,/ }"
+      [ "$method" = d2 ] && betas=$(d2_beta "$rate")
+      for beta in $betas; do
+        [ "$method" = ccs ] && task="ccs-b$beta-$rate-s$seed"
+        echo "-- $task"
+        # shellcheck disable=SC2046
+        "$PY" "$ROOT/train.py" "${COMMON[@]}" --iterations "$ITERS" --seed "$seed" \
+          --task-name "$task" --base-dir "$BASE_DIR/coresets" --coreset \
+          --coreset-ratio "$ratio" --data-score-path "$SCORE" $(method_flags "$method" "$beta")
+      done
     done
   done
 done

@@ -1,6 +1,7 @@
 """The reproduction scripts: every command they would run parses with the real scripts' flags."""
 
 import importlib
+import os
 import shlex
 import subprocess
 
@@ -76,3 +77,33 @@ def test_d2_hard_cut_fits_beside_the_coreset():
     assert cut == {0.3: 0.3, 0.5: 0.4, 0.7: 0.4, 0.8: 0.4, 0.9: 0.4}
     assert all(a.coreset_key == "forgetting" and a.class_balanced == 1 for a in d2)
     assert all(a.data_score_descending == 1 and a.d2_neighbors == 5 for a in d2)
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--rates", "abc"], "--rates: 'abc' is not a number between 0 and 1"),
+        (["--rates", "0.9,1"], "--rates: '1' must be above 0 and below 1"),
+        (["--seeds", "0,x"], "--seeds: 'x' is not a whole number"),
+        (["--beta", "0.3,1.5"], "--beta: '1.5' is not a number between 0 and 1"),
+        (["--profile"], "--profile needs a value"),
+        (["--profile", "tiny"], "--profile must be cpu, gpu or smoke, got tiny"),
+        (["--methods", "random,foo"], "--methods: unknown method 'foo'"),
+        (["--methods", "ccs,ccs"], "--methods: 'ccs' is named twice"),
+        (["--label-noise", "2"], "--label-noise: '2' is not a number between 0 and 1"),
+        (["--frobnicate"], "unknown argument --frobnicate"),
+    ],
+)
+def test_quickstart_rejects_bad_flags_before_running_anything(tmp_path, argv, says):
+    """One error line, exit 2, and nothing written where the user stands."""
+    proc = subprocess.run(
+        ["bash", os.path.join(ROOT, "scripts", "quickstart.sh"), *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {says}"), lines
+    assert proc.stdout == "" and list(tmp_path.iterdir()) == []

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.io
 import torch
-import torchvision
-import torchvision.datasets.utils
 from PIL import Image
 
 from core import safe_pickle
@@ -131,20 +129,30 @@ def _ensure_files(name: str, spec: _Spec, root: str, download: bool) -> None:
         raise UserError(f"{expected} even after downloading: {by_hand}")
 
 
+# torchvision is imported only to download: importing it costs ~2 s per process (it loads
+# torch._dynamo through torchvision.ops), a third of a short run's start-up.
 def _fetch_cifar10(root: str) -> None:
+    import torchvision.datasets
+
     torchvision.datasets.CIFAR10(root, train=True, download=True)
 
 
 def _fetch_cifar100(root: str) -> None:
+    import torchvision.datasets
+
     torchvision.datasets.CIFAR100(root, train=True, download=True)
 
 
 def _fetch_svhn(root: str) -> None:
+    import torchvision.datasets
+
     for split in ("train", "test"):
         torchvision.datasets.SVHN(root, split=split, download=True)
 
 
 def _fetch_cinic10(root: str) -> None:
+    import torchvision.datasets.utils
+
     # The archive holds train/, valid/ and test/ at its top level.
     torchvision.datasets.utils.download_and_extract_archive(
         CINIC10_URL, download_root=root, remove_finished=True

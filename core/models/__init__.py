@@ -1,7 +1,6 @@
 """`build_model(name, num_classes, image_size)`: one factory for every network the scripts name."""
 
 import torch.nn as nn
-import torchvision
 
 from core.errors import UserError
 from core.models.cifar_resnet import BasicBlock, Bottleneck, ResNet, SmallResNet
@@ -20,6 +19,8 @@ def build_model(name: str, num_classes: int, imagenet: bool = False) -> nn.Modul
                 f"--network {name!r} is not an ImageNet network; choose from "
                 f"{', '.join(IMAGENET_NETWORKS)}"
             )
+        import torchvision.models  # here, not at the top: ~2 s that CIFAR runs need not pay
+
         model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
         model.fc = Fp32Linear.from_linear(model.fc)  # same initialised parameters
         return model
