@@ -3,14 +3,14 @@
 # coresets by random, forgetting, AUM, EL2N, entropy, Moderate and CCS -> table and figures.
 #
 #   bash scripts/quickstart.sh                      # profile cpu without a GPU, gpu with one
-#   bash scripts/quickstart.sh --profile smoke      # a 2-minute taste on a tiny subset
+#   bash scripts/quickstart.sh --profile smoke      # a taste in under 2 minutes
 #   bash scripts/quickstart.sh --rates 0.7,0.9 --seeds 0,1 --data-dir ~/data
 #   bash scripts/quickstart.sh --label-noise 0.2    # 20% of the labels flipped first
 #   bash scripts/quickstart.sh --methods random,ccs,d2,kcenter --beta 0.1,0.3,0.5
 #
 # Profiles (pruning rate 0.9 keeps 10% of the training set):
 #   cpu   ResNet-20, a fixed 10,000-example subset, 10 epochs of dynamics, coresets trained
-#         200 iterations of batch 128 (about 20 minutes on 2 cores at one rate)
+#         200 iterations of batch 128 (21 minutes on 2 idle cores at one rate)
 #   gpu   ResNet-18, the full 50,000 training set, 200 epochs of dynamics (the paper's),
 #         coresets trained 10,000 iterations of batch 256
 #   smoke ResNet-20, a 1,000-example subset, 2 epochs, coresets trained 20 iterations,

@@ -5,29 +5,13 @@ import pickle
 
 import pytest
 import torch
-from conftest import run_script
+from conftest import run_script, tiny_train_argv
 
 pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 
 
 def train(data_dir, base, *extra):
-    return run_script(
-        "train.py",
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        data_dir,
-        "--network",
-        "resnet20",
-        "--batch-size",
-        "64",
-        "--base-dir",
-        base,
-        "--task-name",
-        "t",
-        *extra,
-        check=False,
-    )
+    return run_script(*tiny_train_argv(data_dir, base, "t", *extra), check=False)
 
 
 def assert_user_error(proc, *fragments):

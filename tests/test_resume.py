@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, run_script, script_env
+from conftest import ROOT, run_script, script_env, tiny_train_argv
 
 pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 
@@ -18,25 +18,9 @@ EPOCHS = 8
 
 
 def command(data_dir, base, task):
-    return [
-        "train.py",
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        data_dir,
-        "--network",
-        "resnet20",
-        "--batch-size",
-        "64",
-        "--epochs",
-        str(EPOCHS),
-        "--base-dir",
-        base,
-        "--task-name",
-        task,
-        "--checkpoint-interval",
-        "0",
-    ]
+    return tiny_train_argv(
+        data_dir, base, task, "--epochs", str(EPOCHS), "--checkpoint-interval", "0"
+    )
 
 
 def start_and_stop(argv, ckpt, sig):
