@@ -5,6 +5,7 @@ corrupted on purpose, a report can count how many mislabeled examples each cores
 """
 
 import dataclasses
+import hashlib
 
 import torch
 
@@ -46,13 +47,22 @@ def corrupt_labels(targets: torch.Tensor, num_classes: int, rate: float, seed: i
         raise UserError("--label-noise needs at least 2 classes")
     true = torch.as_tensor(targets).long().clone()
     n = len(true)
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(noise_stream_seed(seed))
     flip = torch.randperm(n, generator=generator)[: round(rate * n)]
     # adding 1..C-1 modulo C moves to a uniformly chosen class other than the true one
     shift = torch.randint(1, max(num_classes, 2), (len(flip),), generator=generator)
     noisy_targets = true.clone()
     noisy_targets[flip] = (true[flip] + shift) % num_classes
     return LabelNoise(targets=noisy_targets, true_targets=true, noisy=noisy_targets != true)
+
+
+def noise_stream_seed(seed: int) -> int:
+    """The generator seed of the flips: ``seed`` hashed with a name, so that the flips never
+    share a random stream with the coreset selections, which draw torch.randperm(N) from the
+    run's --seed. (Seeded with ``seed`` itself, a --seed 0 random coreset was a subset of the
+    --label-noise-seed 0 flips: every example it kept was mislabeled.)"""
+    digest = hashlib.sha256(f"label-noise/{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1  # 63 bits: any torch accepts it
 
 
 def noise_from_score_file(data_score: dict, targets: torch.Tensor, path: str) -> LabelNoise | None:
