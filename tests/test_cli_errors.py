@@ -59,6 +59,10 @@ def score_files(tmp_path_factory):
     return paths
 
 
+# a D2 coreset run whose flags are fine but for the one each case adds
+D2_CORESET = ["--iterations", "5", "--coreset", "--coreset-mode", "d2",
+              "--data-score-path", "x.pickle", "--coreset-ratio", "0.5"]  # fmt: skip
+
 CASES = {
     "lr nan": (["--epochs", "1", "--lr", "nan"], ["--lr", "nan"]),
     "negative train subset": (["--epochs", "1", "--train-subset", "-3"], ["--train-subset", "-3"]),
@@ -94,35 +98,11 @@ CASES = {
         ["--mis-ratio"],
     ),
     "d2 neighbours": (
-        [
-            "--iterations",
-            "5",
-            "--coreset",
-            "--coreset-mode",
-            "d2",
-            "--data-score-path",
-            "x.pickle",
-            "--coreset-ratio",
-            "0.5",
-            "--d2-neighbors",
-            "0",
-        ],
+        [*D2_CORESET, "--d2-neighbors", "0"],
         ["--d2-neighbors", "got 0"],
     ),
     "d2 reverse gamma": (
-        [
-            "--iterations",
-            "5",
-            "--coreset",
-            "--coreset-mode",
-            "d2",
-            "--data-score-path",
-            "x.pickle",
-            "--coreset-ratio",
-            "0.5",
-            "--d2-reverse-gamma",
-            "-0.1",
-        ],
+        [*D2_CORESET, "--d2-reverse-gamma", "-0.1"],
         ["--d2-reverse-gamma", "-0.1"],
     ),
     "kcenter without a score file": (
