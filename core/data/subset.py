@@ -24,14 +24,7 @@ def take_train_subset(bundle, size: int):
         raise UserError(
             f"--train-subset {size} is larger than the {bundle.name} training set ({n} examples)"
         )
-    generator = torch.Generator().manual_seed(SUBSET_SEED)
-    keep = torch.randperm(n, generator=generator)[:size].sort().values
-    train = dataclasses.replace(
-        bundle.train,
-        images=bundle.train.images[keep].contiguous(),
-        targets=bundle.train.targets[keep].contiguous(),
-    )
-    return dataclasses.replace(bundle, train=train)
+    return dataclasses.replace(bundle, train=_fixed_subset(bundle.train, size))
 
 
 def take_test_subset(bundle, size: int):
@@ -42,11 +35,14 @@ def take_test_subset(bundle, size: int):
         raise UserError(f"--test-subset must be 0 (all) or a positive size, got {size}")
     if size == 0 or size >= n:
         return bundle
+    return dataclasses.replace(bundle, test=_fixed_subset(bundle.test, size))
+
+
+def _fixed_subset(split, size: int):
+    """The split's examples at the first ``size`` positions of a fixed (SUBSET_SEED)
+    permutation, in their original order."""
     generator = torch.Generator().manual_seed(SUBSET_SEED)
-    keep = torch.randperm(n, generator=generator)[:size].sort().values
-    test = dataclasses.replace(
-        bundle.test,
-        images=bundle.test.images[keep].contiguous(),
-        targets=bundle.test.targets[keep].contiguous(),
+    keep = torch.randperm(len(split.targets), generator=generator)[:size].sort().values
+    return dataclasses.replace(
+        split, images=split.images[keep].contiguous(), targets=split.targets[keep].contiguous()
     )
-    return dataclasses.replace(bundle, test=test)
