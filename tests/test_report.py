@@ -337,6 +337,19 @@ def test_label_noise_runs_get_a_mislabeled_column_and_figure(tmp_path):
     assert_png(tmp_path / "out" / "mislabeled.png")
 
 
+def test_beta_sweep_under_label_noise_lists_the_mislabeled_share_per_beta(tmp_path):
+    root = tmp_path / "noisy"
+    write_run(root, "full", "full", 0.0, 0.9, label_noise=0.2, mislabeled_share=0.2)
+    for beta, best, share in ((0.0, 0.6, 0.19), (0.3, 0.7, 0.04)):
+        info = ccs_info(0.1, beta, score_file(root))
+        write_run(root, f"ccs-b{beta}", "ccs", 0.9, best, 0, None, info, mislabeled_share=share)
+    table, _ = report.make_report(str(root), str(tmp_path / "out"))
+    per_beta = table.split("Mislabeled share (%) for each hard-cut ratio β:")[1]
+    assert table_row(per_beta, "ccs β=0") == ["19.0"]
+    assert table_row(per_beta, "ccs β=0.3") == ["4.0"]
+    assert table_row(table.split("Mislabeled share of")[1], "ccs") == ["—", "4.0 †"]
+
+
 def test_an_out_folder_that_cannot_be_made_is_one_line(base, capsys):
     with pytest.raises(SystemExit) as stop:
         report.main([str(base), "--out", "/proc/no/such/report"])

@@ -66,7 +66,12 @@ def _beta_sweep_table(runs: list[dict], swept: set) -> list[str]:
         return []
     relabelled = [dict(r, label=f"{r['label']} β={r['mis_ratio']:g}") for r in swept_runs]
     lines = ["", "Best test accuracy (%) for each hard-cut ratio β:", ""]
-    return lines + _table(relabelled, "best_acc", 100.0, 1, set())
+    lines += _table(relabelled, "best_acc", 100.0, 1, set())
+    # under label noise the hard cut is what drops the mislabeled examples: show it per beta
+    noise_lines = _table(relabelled, "mislabeled_share", 100.0, 1, set())
+    if noise_lines:
+        lines += ["", "Mislabeled share (%) for each hard-cut ratio β:", ""] + noise_lines
+    return lines
 
 
 def _section(group_runs: list[dict]) -> list[str]:
