@@ -337,6 +337,16 @@ def test_label_noise_runs_get_a_mislabeled_column_and_figure(tmp_path):
     assert_png(tmp_path / "out" / "mislabeled.png")
 
 
+def test_runs_of_different_precisions_are_never_averaged_together(tmp_path):
+    root = tmp_path / "mixed"
+    write_run(root, "random-fp32", "random", 0.9, 0.40, 0, precision="fp32")
+    write_run(root, "random-bf16", "random", 0.9, 0.50, 0, precision="bf16")
+    table, _ = report.make_report(str(root), str(tmp_path / "out"))
+    bf16, fp32 = table.split("### cifar10 / resnet18 / fp32")  # sections in name order
+    assert "### cifar10 / resnet18 / bf16" in bf16
+    assert table_row(bf16, "random") == ["50.0"] and table_row(fp32, "random") == ["40.0"]
+
+
 def test_beta_sweep_under_label_noise_lists_the_mislabeled_share_per_beta(tmp_path):
     root = tmp_path / "noisy"
     write_run(root, "full", "full", 0.0, 0.9, label_noise=0.2, mislabeled_share=0.2)

@@ -48,6 +48,7 @@ SUMMARY_KEYS = (
     "aucpr",
     "label_noise",
     "mislabeled_share",
+    "precision",
     "coreset",
 )
 
@@ -153,8 +154,10 @@ def sort_key(run: dict) -> tuple:
 
 
 def group(run: dict) -> str:
-    """Runs of different datasets or networks never share a table row or a plot."""
-    return " / ".join(str(run.get(key) or "?") for key in ("dataset", "network"))
+    """Runs of different datasets, networks or precisions never share a table row or a plot
+    (a bf16 run averaged with fp32 ones as if it were another seed would hide a gap)."""
+    name = " / ".join(str(run.get(key) or "?") for key in ("dataset", "network"))
+    return name + (f" / {run['precision']}" if run.get("precision") else "")
 
 
 def by_group(runs: list[dict]) -> dict[str, list[dict]]:
