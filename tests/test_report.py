@@ -366,3 +366,16 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(base, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --out /proc/no/such/report")
+
+
+def test_strata_figure_shows_the_beta_the_table_keeps(tmp_path):
+    from core.report.build import _widest_ccs_run
+
+    root = tmp_path / "sweep"
+    for beta, best in ((0.0, 0.6), (0.3, 0.7), (0.5, 0.65)):
+        info = ccs_info(0.1, beta, score_file(root))
+        write_run(root, f"ccs-b{beta}", "ccs", 0.9, best, 0, None, info)
+    info = ccs_info(0.5, 0.0, score_file(root))
+    write_run(root, "ccs-50", "ccs", 0.5, 0.9, 0, None, info)
+    chosen = _widest_ccs_run(report.collect_runs(str(root)))
+    assert chosen["run_dir"] == "ccs-b0.3"  # highest rate, best beta there (not the first)

@@ -33,8 +33,10 @@ class Skipped(Exception):
 
 
 def _widest_ccs_run(runs: list[dict]) -> dict:
-    """The CCS run at the highest pruning rate (the first in sort order: lowest β, then seed)."""
-    ccs = [run for run in runs if run["method"] == "ccs" and (run["coreset"] or {}).get("key")]
+    """The CCS run at the highest pruning rate, with the β the table keeps (of a sweep), the
+    first seed."""
+    kept, _ = choose_variants(runs)
+    ccs = [run for run in kept if run["method"] == "ccs" and (run["coreset"] or {}).get("key")]
     if not ccs:
         raise Skipped("no CCS run records a stratification key")
     top = max(run["pruning_rate"] for run in ccs)
