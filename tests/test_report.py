@@ -379,3 +379,21 @@ def test_strata_figure_shows_the_beta_the_table_keeps(tmp_path):
     write_run(root, "ccs-50", "ccs", 0.5, 0.9, 0, None, info)
     chosen = _widest_ccs_run(report.collect_runs(str(root)))
     assert chosen["run_dir"] == "ccs-b0.3"  # highest rate, best beta there (not the first)
+
+
+def test_strata_counts_place_the_mislabeled_examples_on_the_score_axis(tmp_path):
+    noisy = torch.zeros(N, dtype=torch.bool)
+    noisy[[0, 3, 25]] = True
+    data_score = {"accumulated_margin": torch.linspace(-1, 1, N), "noisy_label": noisy}
+    counts = report.strata_counts(data_score, ccs_info(0.1, 0.25, "unused"), torch.tensor(CCS_90))
+    expected = torch.linspace(-1, 1, N)[[0, 3, 25]].double()
+    assert torch.equal(counts["mislabeled_scores"], expected)
+    report.plot_strata({"mis_ratio": 0.25, "pruning_rate": 0.9}, counts, tmp_path / "s.png")
+    assert_png(tmp_path / "s.png")
+    del data_score["noisy_label"]
+    assert (
+        report.strata_counts(data_score, ccs_info(0.1, 0.25, "x"), torch.tensor(CCS_90))[
+            "mislabeled_scores"
+        ]
+        is None
+    )

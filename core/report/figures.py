@@ -141,9 +141,21 @@ def _draw_strata(ax, counts: dict, width: float) -> None:
     )
 
 
+def _draw_mislabeled(ax, counts: dict, width: float) -> None:
+    """A red outline: how many flipped (--label-noise) examples each score bin holds."""
+    scores = counts.get("mislabeled_scores")
+    if scores is None or len(scores) == 0:
+        return
+    bins = _cut_bins(scores, float(counts["edges"][0]), width)
+    heights, bin_edges = torch.histogram(scores, bins.double())
+    label = f"mislabeled ({len(scores)} examples)"
+    ax.stairs(heights.tolist(), bin_edges.tolist(), color="tab:red", lw=1.2, label=label, zorder=4)
+
+
 def plot_strata(run: dict, counts: dict, path: str) -> None:
     """strata.png: a CCS run's stratification score split into its strata; per stratum its size
-    and how many examples CCS took; the examples removed by the hard cut in grey.
+    and how many examples CCS took; the examples removed by the hard cut in grey; under label
+    noise, the mislabeled examples as a red outline.
 
     ``counts`` is measures.strata_counts of the run."""
     edges = counts["edges"]
@@ -151,6 +163,7 @@ def plot_strata(run: dict, counts: dict, path: str) -> None:
     fig, (ax,) = _new_figure()
     _draw_hard_cut(ax, counts, width, run["mis_ratio"])
     _draw_strata(ax, counts, width)
+    _draw_mislabeled(ax, counts, width)
     ax.set_yscale("log")
     low, high = ax.get_ylim()
     ax.set_ylim(low, high * 30)  # headroom on the log axis, so the legend hides no bar

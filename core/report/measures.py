@@ -55,6 +55,12 @@ def strata_counts(data_score: dict, info: dict, indices: torch.Tensor) -> dict:
         "taken": torch.bincount(stratum_of_each[picked[picked >= 0]], minlength=strata),
         "cut_scores": scores[removed].double(),
         "picked_in_cut": int((picked < 0).sum()),
+        # under --label-noise: where the flipped examples sit on the score axis
+        "mislabeled_scores": (
+            scores[data_score["noisy_label"].bool()].double()
+            if "noisy_label" in data_score
+            else None
+        ),
     }
 
 
