@@ -13,7 +13,7 @@ import time
 
 from core import cli
 from core.coreset import select_from_score_file
-from core.data import DATASETS, DeviceLoader, load_dataset
+from core.data import DATASETS, DeviceLoader, inference_batch_size, load_dataset
 from core.data.noise import resolve_label_noise, with_targets
 from core.data.subset import take_test_subset, take_train_subset
 from core.models import CIFAR_NETWORKS, build_model
@@ -122,7 +122,8 @@ def main(args) -> int:
     train_loader = DeviceLoader(data.train.images, data.train.targets, augment=data.augment,
                                 batch_size=args.batch_size, shuffle=True, indices=indices,
                                 **on_device)  # fmt: skip
-    test_loader = DeviceLoader(data.test.images, data.test.targets, batch_size=1024,
+    test_loader = DeviceLoader(data.test.images, data.test.targets,
+                               batch_size=inference_batch_size(device),
                                augment=False, shuffle=False, **on_device)  # fmt: skip
 
     model = place_model(build_model(args.network, data.num_classes), device, args.compile)

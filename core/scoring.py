@@ -10,7 +10,7 @@ import os
 import torch
 
 from core.authors_td import dynamics_from_logs, log_files
-from core.data import DeviceLoader, load_dataset
+from core.data import DeviceLoader, inference_batch_size, load_dataset
 from core.data.noise import LabelNoise, with_targets
 from core.data.subset import take_train_subset
 from core.errors import UserError
@@ -175,7 +175,8 @@ def cifar_inference(model, data, device, normalized_inputs: bool = False) -> dic
     n = len(data.train.targets)
 
     def one_pass(mean, std, features: bool) -> dict:
-        loader = DeviceLoader(data.train.images, data.train.targets, batch_size=1024,
+        loader = DeviceLoader(data.train.images, data.train.targets,
+                              batch_size=inference_batch_size(device),
                               mean=mean, std=std, augment=False, shuffle=False, seed=0,
                               device=device)  # fmt: skip
         hooked = classifier_of(model) if features else None

@@ -202,3 +202,24 @@ def test_cuda_batches_equal_cpu_batches():
         for a, b in zip(cpu, cuda, strict=True):
             assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
             assert torch.allclose(a[1], b[1], atol=1e-6)
+
+
+def test_inference_batch_size_changes_no_prediction():
+    """Test and scoring passes use a smaller batch on CPU (faster there): the logits of every
+    example, hence accuracies and scores, stay the same as with the GPU's batch of 1024."""
+    from core.data import inference_batch_size
+    from core.models import build_model
+    from core.training.run import place_model
+
+    assert inference_batch_size("cpu") == 128 and inference_batch_size("cuda") == 1024
+    torch.manual_seed(0)
+    model = place_model(build_model("resnet20", 10), torch.device("cpu")).eval()
+    images, targets = random_data(n=300)
+    outputs = {}
+    for batch_size in (inference_batch_size("cpu"), inference_batch_size("cuda")):
+        loader = make_loader(images, targets, batch_size=batch_size, augment=False, shuffle=False)
+        with torch.no_grad():
+            outputs[batch_size] = torch.cat([model(x) for _, x, _ in loader.epoch(0)])
+    assert outputs[128].shape == (300, 10)
+    assert torch.allclose(outputs[128], outputs[1024], atol=1e-5)
+    assert torch.equal(outputs[128].argmax(1), outputs[1024].argmax(1))
