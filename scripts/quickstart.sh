@@ -10,7 +10,7 @@
 #
 # Profiles (pruning rate 0.9 keeps 10% of the training set):
 #   cpu   ResNet-20, a fixed 10,000-example subset, 10 epochs of dynamics, coresets trained
-#         200 iterations of batch 128 (21 minutes on 2 idle cores at one rate)
+#         200 iterations of batch 128 (19 minutes on 2 idle cores at one rate)
 #   gpu   ResNet-18, the full 50,000 training set, 200 epochs of dynamics (the paper's),
 #         coresets trained 10,000 iterations of batch 256
 #   smoke ResNet-20, a 1,000-example subset, 2 epochs, coresets trained 20 iterations,
