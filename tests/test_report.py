@@ -385,15 +385,11 @@ def test_strata_counts_place_the_mislabeled_examples_on_the_score_axis(tmp_path)
     noisy = torch.zeros(N, dtype=torch.bool)
     noisy[[0, 3, 25]] = True
     data_score = {"accumulated_margin": torch.linspace(-1, 1, N), "noisy_label": noisy}
-    counts = report.strata_counts(data_score, ccs_info(0.1, 0.25, "unused"), torch.tensor(CCS_90))
+    info, indices = ccs_info(0.1, 0.25, "unused"), torch.tensor(CCS_90)
+    counts = report.strata_counts(data_score, info, indices)
     expected = torch.linspace(-1, 1, N)[[0, 3, 25]].double()
     assert torch.equal(counts["mislabeled_scores"], expected)
     report.plot_strata({"mis_ratio": 0.25, "pruning_rate": 0.9}, counts, tmp_path / "s.png")
     assert_png(tmp_path / "s.png")
     del data_score["noisy_label"]
-    assert (
-        report.strata_counts(data_score, ccs_info(0.1, 0.25, "x"), torch.tensor(CCS_90))[
-            "mislabeled_scores"
-        ]
-        is None
-    )
+    assert report.strata_counts(data_score, info, indices)["mislabeled_scores"] is None
