@@ -7,19 +7,25 @@ import torch
 
 import core.coreset
 from core.coreset import (
-    MODES,
     allocate_budget,
     check_data_score,
-    check_settings,
     hard_cut_survivors,
     largest_remainder,
-    method_name,
     select_coreset,
     select_from_score_file,
     stratify,
 )
 from core.errors import UserError
+from core.methods import method_name, modes
 from core.score_io import save_data_score
+from core.settings import Selection
+
+MODES = modes()
+
+
+def check_settings(mode, ratio, **settings):
+    """Selection's checks, in the library's keyword form."""
+    return Selection.build(mode, ratio, **settings)
 
 
 def random_scores(n=3000, classes=10, seed=0):

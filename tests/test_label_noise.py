@@ -9,6 +9,7 @@ from conftest import run_script
 
 from core.data.noise import corrupt_labels, resolve_label_noise
 from core.errors import UserError
+from core.score_io import load_data_score
 
 
 def test_the_flip_is_exact():
@@ -73,13 +74,16 @@ def test_a_coreset_run_follows_its_score_file(tmp_path):
     targets = torch.arange(100) % 10
     noise = corrupt_labels(targets, 10, 0.2, seed=0)
     path = _score_file(tmp_path, noise, 100)
-    followed = resolve_label_noise(None, 0, targets, 10, path)
+    scores = load_data_score(path)
+    followed = resolve_label_noise(None, 0, targets, 10, scores, path)
     assert torch.equal(followed.targets, noise.targets)
-    assert torch.equal(resolve_label_noise(0.2, 5, targets, 10, path).targets, noise.targets)
+    assert torch.equal(
+        resolve_label_noise(0.2, 5, targets, 10, scores, path).targets, noise.targets
+    )
     with pytest.raises(UserError, match="--label-noise 0.4 contradicts"):
-        resolve_label_noise(0.4, 0, targets, 10, path)
+        resolve_label_noise(0.4, 0, targets, 10, scores, path)
     with pytest.raises(UserError, match="true labels differ"):
-        resolve_label_noise(None, 0, (targets + 1) % 10, 10, path)
+        resolve_label_noise(None, 0, (targets + 1) % 10, 10, scores, path)
 
 
 @pytest.mark.slow  # runs the real scripts in subprocesses

@@ -396,3 +396,29 @@ def test_an_authors_run_folder_is_scored_by_the_readme_command(tiny_cifar10, tmp
     entropy, loss = reference_entropy_and_loss(model, data.train.images, data.train.targets)
     assert torch.allclose(score["entropy"], entropy, atol=1e-4)
     assert torch.allclose(score["loss"], loss, atol=1e-4)
+
+
+def test_a_method_added_in_examples_runs_through_train_py_and_the_report(
+    pipeline, tiny_cifar10, tmp_path
+):
+    """examples/toy_method.py registers one function and one entry; train.py's flags, the
+    selection and the report take it from there."""
+    base, _ = pipeline
+    score = f"{base}/all-data/data-score-all-data.pickle"
+    out = str(tmp_path / "kth")
+    argv = ["examples/toy_method.py", "--dataset", "cifar10", "--data-dir", tiny_cifar10,
+            "--network", "resnet20", "--batch-size", "64", "--iterations", "7",
+            "--task-name", "kth", "--base-dir", out, "--coreset", "--coreset-mode", "every_kth",
+            "--data-score-path", score, "--coreset-ratio", "0.25", "--every-kth-offset", "1"]  # fmt: skip
+    run_script(*argv)
+    metrics = json.load(open(f"{out}/kth/metrics.json"))
+    assert metrics["method"] == "every_kth" and metrics["coreset_size"] == 100
+    assert metrics["coreset"]["every_kth_offset"] == 1
+    # every 4th along the AUM order, from position 1
+    aum = pickle.load(open(score, "rb"))["accumulated_margin"]
+    expected = aum.argsort(stable=True)[1::4].sort().values
+    assert torch.equal(torch.load(f"{out}/kth/coreset-indices.pt"), expected)
+    bad = run_script(*argv[:-1], "-1", check=False)
+    assert bad.returncode == 2 and "--every-kth-offset" in bad.stderr
+    report = run_script("-m", "core.report", out, "--out", str(tmp_path / "report"))
+    assert "every_kth" in report.stdout
