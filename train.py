@@ -75,14 +75,32 @@ def load(settings: RunSettings):
 
 def loaders(data, settings: RunSettings, indices, device):
     """Both sets resident on the device; the training set restricted to the coreset."""
-    on_device = dict(mean=data.mean, std=data.std, device=device, channels_last=True,
-                     seed=settings.seed, rank=dist_utils.rank(),
-                     world_size=dist_utils.world_size())  # fmt: skip
-    train = DeviceLoader(data.train.images, data.train.targets, augment=data.augment,
-                         batch_size=settings.batch_size, shuffle=True, indices=indices,
-                         **on_device)  # fmt: skip
-    test = DeviceLoader(data.test.images, data.test.targets, augment=False, shuffle=False,
-                        batch_size=inference_batch_size(device), **on_device)  # fmt: skip
+    on_device = dict(
+        mean=data.mean,
+        std=data.std,
+        device=device,
+        channels_last=True,
+        seed=settings.seed,
+        rank=dist_utils.rank(),
+        world_size=dist_utils.world_size(),
+    )
+    train = DeviceLoader(
+        data.train.images,
+        data.train.targets,
+        augment=data.augment,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        indices=indices,
+        **on_device,
+    )
+    test = DeviceLoader(
+        data.test.images,
+        data.test.targets,
+        augment=False,
+        shuffle=False,
+        batch_size=inference_batch_size(device),
+        **on_device,
+    )
     return train, test
 
 

@@ -55,13 +55,22 @@ def resolve_workers(settings: RunSettings) -> RunSettings:
 def loaders(data, settings: RunSettings, indices, device):
     """Decoded by DataLoader workers, normalised on the device; training restricted to the
     coreset."""
-    common = dict(image_size=settings.image_size, mean=data.mean, std=data.std, device=device,
-                  rank=dist_utils.rank(), world_size=dist_utils.world_size(),
-                  workers=settings.workers, channels_last=True, seed=settings.seed,
-                  batch_size=settings.batch_size)  # fmt: skip
+    common = dict(
+        image_size=settings.image_size,
+        mean=data.mean,
+        std=data.std,
+        device=device,
+        rank=dist_utils.rank(),
+        world_size=dist_utils.world_size(),
+        workers=settings.workers,
+        channels_last=True,
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+    )
     train = ImageFolderLoader(data.train, augment=True, shuffle=True, indices=indices, **common)
-    test = ImageFolderLoader(data.test, augment=False, shuffle=False, persistent_workers=False,
-                             **common)  # fmt: skip
+    test = ImageFolderLoader(
+        data.test, augment=False, shuffle=False, persistent_workers=False, **common
+    )
     return train, test
 
 

@@ -143,8 +143,9 @@ def select_from_score_file(
 ) -> torch.Tensor:
     """`select_from_files` with the selection given as keywords (as select_coreset); `path`
     may be None for modes that read no scores."""
-    selection = Selection.build(mode, ratio, data_score_path=path, features_path=features_path,
-                                **settings)  # fmt: skip
+    selection = Selection.build(
+        mode, ratio, data_score_path=path, features_path=features_path, **settings
+    )
     return select_from_files(selection, targets=targets, seed=seed)
 
 
@@ -261,8 +262,9 @@ def score_order(ctx: Context) -> torch.Tensor:
 def ccs(ctx: Context) -> torch.Tensor:
     """Drop int(mis_ratio*N) by mis_key, then sample evenly over equal-width score strata."""
     kept = ctx.survivors()
-    chosen = stratified_sample(ctx.score().index_select(0, kept), ctx.budget,
-                               ctx.selection.strata, ctx.generator)  # fmt: skip
+    chosen = stratified_sample(
+        ctx.score().index_select(0, kept), ctx.budget, ctx.selection.strata, ctx.generator
+    )
     return kept.index_select(0, chosen)
 
 
@@ -274,8 +276,11 @@ def d2(ctx: Context) -> torch.Tensor:
     """D2 pruning over a kNN graph of the features, the key as importance, after the hard cut."""
     s, kept = ctx.selection, ctx.survivors()
     importance = _importance(ctx.score().index_select(0, kept), s.descending)
-    options = dict(neighbours=s.params["d2_neighbors"], forward_gamma=s.params["d2_forward_gamma"],
-                   reverse_gamma=s.params["d2_reverse_gamma"])  # fmt: skip
+    options = dict(
+        neighbours=s.params["d2_neighbors"],
+        forward_gamma=s.params["d2_forward_gamma"],
+        reverse_gamma=s.params["d2_reverse_gamma"],
+    )
 
     def select_one(rows, group, size):
         return graph_selection.d2_select(rows, importance[group], size, **options)
@@ -285,8 +290,11 @@ def d2(ctx: Context) -> torch.Tensor:
 
 def kcenter(ctx: Context) -> torch.Tensor:
     """k-center greedy on the features from a random start, after the hard cut."""
-    return _per_group(ctx, ctx.survivors(),
-                      lambda rows, group, size: graph_selection.kcenter_greedy(rows, size, ctx.generator))  # fmt: skip
+    return _per_group(
+        ctx,
+        ctx.survivors(),
+        lambda rows, group, size: graph_selection.kcenter_greedy(rows, size, ctx.generator),
+    )
 
 
 def _class_groups(data_score, kept: torch.Tensor, class_balanced: bool) -> list[torch.Tensor]:
@@ -477,16 +485,32 @@ def largest_remainder(counts: torch.Tensor, budget: int) -> torch.Tensor:
 # ---- the registry entries of the built-in methods (core.methods) ---------------------------
 # D2 pruning's defaults are the D2 authors' CIFAR-10/100 command and code (FAITHFULNESS.md G2).
 D2_PARAMS = (
-    Param("d2_neighbors", 5, "the number of neighbours", kind=int, low=1,
-          help="(ours) d2: neighbours per example in the kNN graph (default: 5, the D2 "
-          "authors' CIFAR command)"),
-    Param("d2_forward_gamma", 1.0, "a kernel width", low=0.0,
-          help="(ours) d2: forward message passing weighs a neighbour's importance by "
-          "exp(-gamma*distance) (default: 1.0, as the D2 code)"),
-    Param("d2_reverse_gamma", 0.1, "a kernel width", low=0.0,
-          help="(ours) d2: a pick lowers each neighbour's score by exp(-gamma*distance) times "
-          "its own (default: 0.1, the D2 authors' CIFAR command's --gamma)"),
-)  # fmt: skip
+    Param(
+        "d2_neighbors",
+        5,
+        "the number of neighbours",
+        kind=int,
+        low=1,
+        help="(ours) d2: neighbours per example in the kNN graph (default: 5, the D2 "
+        "authors' CIFAR command)",
+    ),
+    Param(
+        "d2_forward_gamma",
+        1.0,
+        "a kernel width",
+        low=0.0,
+        help="(ours) d2: forward message passing weighs a neighbour's importance by "
+        "exp(-gamma*distance) (default: 1.0, as the D2 code)",
+    ),
+    Param(
+        "d2_reverse_gamma",
+        0.1,
+        "a kernel width",
+        low=0.0,
+        help="(ours) d2: a pick lowers each neighbour's score by exp(-gamma*distance) times "
+        "its own (default: 0.1, the D2 authors' CIFAR command's --gamma)",
+    ),
+)
 
 
 def ranked(key: str, descending: int, order: int, group: str = "main") -> Preset:
@@ -495,48 +519,112 @@ def ranked(key: str, descending: int, order: int, group: str = "main") -> Preset
     return Preset(key, flags, group=group, order=order)
 
 
-register(Method(
-    "random", random_subset, "uniformly at random", result_name="random",
-    presets=(Preset("random", "--coreset-mode random", group="main", order=0),),
-))  # fmt: skip
-register(Method(
-    "coreset", score_order, "the first by `--coreset-key` (descending: the largest)",
-    label="(score-ranked)",
-    inputs=(SCORES,), needs_key=True,
-    # forgetting and EL2N keep the largest scores, AUM the smallest (the original README)
-    presets=(ranked("forgetting", 1, 2), ranked("accumulated_margin", 0, 3), ranked("el2n", 1, 4),
-             ranked("entropy", 1, 5), ranked("loss", 1, 9, "extra")),
-))  # fmt: skip
-register(Method(
-    "stratified", ccs, "CCS: the hard cut, then evenly over `--strata` score strata",
-    label="(CCS)",
-    inputs=(SCORES,), default_key="accumulated_margin", hard_cut=True, result_name="ccs",
-    presets=(Preset("ccs", "--coreset-mode stratified --coreset-key accumulated_margin",
-                    beta=0.3, group="main", order=1),),
-))  # fmt: skip
-register(Method(
-    "moderate", moderate, "Moderate-DS: per class, closest to the class's median score",
-    inputs=(SCORES,), default_key="moderate_distance", needs_targets=True, result_name="moderate",
-    presets=(Preset("moderate", "--coreset-mode moderate --coreset-key moderate_distance",
-                    group="main", order=6),),
-))  # fmt: skip
-register(Method(
-    "d2", d2, "D2 pruning: message passing on a kNN graph of the features, after the hard cut",
-    label="(D2 pruning)",
-    inputs=(SCORES, FEATURES), default_key="forgetting", hard_cut=True, params=D2_PARAMS,
-    result_name="d2",
-    # the D2 authors' CIFAR-10/100 command: per-class graphs of 5 neighbours, forgetting as
-    # importance, reverse gamma 0.1 (forward gamma 1 is their code's)
-    presets=(Preset("d2", "--coreset-mode d2 --coreset-key forgetting --data-score-descending 1 "
-                    "--class-balanced 1 --d2-neighbors 5 --d2-forward-gamma 1 "
-                    "--d2-reverse-gamma 0.1", beta=0.4, group="peer", order=7),),
-))  # fmt: skip
-register(Method(
-    "kcenter", kcenter, "k-center greedy on the features from a random start, after the hard cut",
-    label="(k-center greedy)",
-    inputs=(SCORES, FEATURES), reads_key=False, hard_cut=True, result_name="kcenter",
-    presets=(Preset("kcenter", "--coreset-mode kcenter", group="peer", order=8),),
-))  # fmt: skip
+register(
+    Method(
+        "random",
+        random_subset,
+        "uniformly at random",
+        result_name="random",
+        presets=(Preset("random", "--coreset-mode random", group="main", order=0),),
+    )
+)
+register(
+    Method(
+        "coreset",
+        score_order,
+        "the first by `--coreset-key` (descending: the largest)",
+        label="(score-ranked)",
+        inputs=(SCORES,),
+        needs_key=True,
+        # forgetting and EL2N keep the largest scores, AUM the smallest (the original README)
+        presets=(
+            ranked("forgetting", 1, 2),
+            ranked("accumulated_margin", 0, 3),
+            ranked("el2n", 1, 4),
+            ranked("entropy", 1, 5),
+            ranked("loss", 1, 9, "extra"),
+        ),
+    )
+)
+register(
+    Method(
+        "stratified",
+        ccs,
+        "CCS: the hard cut, then evenly over `--strata` score strata",
+        label="(CCS)",
+        inputs=(SCORES,),
+        default_key="accumulated_margin",
+        hard_cut=True,
+        result_name="ccs",
+        presets=(
+            Preset(
+                "ccs",
+                "--coreset-mode stratified --coreset-key accumulated_margin",
+                beta=0.3,
+                group="main",
+                order=1,
+            ),
+        ),
+    )
+)
+register(
+    Method(
+        "moderate",
+        moderate,
+        "Moderate-DS: per class, closest to the class's median score",
+        inputs=(SCORES,),
+        default_key="moderate_distance",
+        needs_targets=True,
+        result_name="moderate",
+        presets=(
+            Preset(
+                "moderate",
+                "--coreset-mode moderate --coreset-key moderate_distance",
+                group="main",
+                order=6,
+            ),
+        ),
+    )
+)
+register(
+    Method(
+        "d2",
+        d2,
+        "D2 pruning: message passing on a kNN graph of the features, after the hard cut",
+        label="(D2 pruning)",
+        inputs=(SCORES, FEATURES),
+        default_key="forgetting",
+        hard_cut=True,
+        params=D2_PARAMS,
+        result_name="d2",
+        # the D2 authors' CIFAR-10/100 command: per-class graphs of 5 neighbours, forgetting as
+        # importance, reverse gamma 0.1 (forward gamma 1 is their code's)
+        presets=(
+            Preset(
+                "d2",
+                "--coreset-mode d2 --coreset-key forgetting --data-score-descending 1 "
+                "--class-balanced 1 --d2-neighbors 5 --d2-forward-gamma 1 "
+                "--d2-reverse-gamma 0.1",
+                beta=0.4,
+                group="peer",
+                order=7,
+            ),
+        ),
+    )
+)
+register(
+    Method(
+        "kcenter",
+        kcenter,
+        "k-center greedy on the features from a random start, after the hard cut",
+        label="(k-center greedy)",
+        inputs=(SCORES, FEATURES),
+        reads_key=False,
+        hard_cut=True,
+        result_name="kcenter",
+        presets=(Preset("kcenter", "--coreset-mode kcenter", group="peer", order=8),),
+    )
+)
 
 
 __all__ = [

@@ -68,13 +68,15 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
     targets = family.targets(data)
     indices = None
     if settings.selection is not None:
-        indices = select_from_files(settings.selection, targets=targets, seed=settings.seed,
-                                    data_score=score_data)  # fmt: skip
+        indices = select_from_files(
+            settings.selection, targets=targets, seed=settings.seed, data_score=score_data
+        )
     seed_everything(settings.seed)  # the same on every rank: DDP starts from rank 0's weights
     train_loader, test_loader = family.loaders(data, settings, indices, device)
     model = place_model(family.model(settings, data.num_classes), device, settings.compile)
-    optimizer = build_sgd(model, settings.lr, weight_decay=family.weight_decay,
-                          nesterov=family.nesterov)  # fmt: skip
+    optimizer = build_sgd(
+        model, settings.lr, weight_decay=family.weight_decay, nesterov=family.nesterov
+    )
     total = total_iterations(settings.epochs, settings.iterations, len(train_loader))
     scheduler = build_scheduler(optimizer, settings.scheduler, total, len(train_loader))
     n = len(targets)
@@ -82,22 +84,43 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
     used = n if indices is None else len(indices)
     precision, precision_why = resolve_precision(settings.precision, device)
     trainer = Trainer(
-        model=model, optimizer=optimizer, scheduler=scheduler, train_loader=train_loader,
-        test_loader=test_loader, device=device, run=run, dynamics=dynamics, topk=family.topk,
-        precision=precision, precision_why=precision_why, log=RunLog(run.log),
-        checkpoint_interval_s=settings.checkpoint_interval, started=started,
-        state_extra={"fingerprint": fingerprint, "settings": settings.record(),
-                     "num_classes": data.num_classes},
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=train_loader,
+        test_loader=test_loader,
+        device=device,
+        run=run,
+        dynamics=dynamics,
+        topk=family.topk,
+        precision=precision,
+        precision_why=precision_why,
+        log=RunLog(run.log),
+        checkpoint_interval_s=settings.checkpoint_interval,
+        started=started,
+        state_extra={
+            "fingerprint": fingerprint,
+            "settings": settings.record(),
+            "num_classes": data.num_classes,
+        },
         what=f"{settings.network} on {family.name(settings)}: {used}/{n} examples",
-    )  # fmt: skip
+    )
     if state is not None:
         trainer.load_state_dict(state)
     try:
         result = trainer.fit(total, max(1, settings.iterations_per_testing // len(train_loader)))
     except Interrupted:
         return 130
-    write_outputs(run, result, settings, indices=indices, train_size=n, dynamics=dynamics,
-                  device=device, noise=noise)  # fmt: skip
+    write_outputs(
+        run,
+        result,
+        settings,
+        indices=indices,
+        train_size=n,
+        dynamics=dynamics,
+        device=device,
+        noise=noise,
+    )
     return 0
 
 
@@ -114,8 +137,14 @@ def _labels(settings: RunSettings, family: DataFamily, data, score_data) -> tupl
     if not family.follows_noise:
         return data, None
     path = settings.selection.data_score_path if settings.selection else None
-    noise = resolve_label_noise(settings.label_noise, settings.label_noise_seed,
-                                family.targets(data), data.num_classes, score_data, path)  # fmt: skip
+    noise = resolve_label_noise(
+        settings.label_noise,
+        settings.label_noise_seed,
+        family.targets(data),
+        data.num_classes,
+        score_data,
+        path,
+    )
     return (data if noise is None else with_targets(data, noise.targets)), noise
 
 

@@ -152,7 +152,7 @@ def presets(group: str | None = None) -> list[Preset]:
 
 def modes_help() -> str:
     """--coreset-mode's help: "random, coreset (score-ranked), ... or kcenter (k-center greedy)"."""
-    names = [f"{m.mode} {m.label}".strip() for m in METHODS.values()] if modes() else []
+    names = [f"{mode} {METHODS[mode].label}".strip() for mode in modes()]
     return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
@@ -199,8 +199,10 @@ def shell_table() -> str:
 def markdown_table() -> str:
     """The docs table of selection modes (README "Selection methods")."""
     _builtins()
-    rows = ["| `--coreset-mode` | in results | reads | hard cut | parameters | what it keeps |",
-            "|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| `--coreset-mode` | in results | reads | hard cut | parameters | what it keeps |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in METHODS.values():
         reads = ", ".join(m.inputs) or "nothing"
         params = ", ".join(f"`{p.flag}` ({p.default:g})" for p in m.params) or "—"
@@ -211,7 +213,11 @@ def markdown_table() -> str:
 
 
 if __name__ == "__main__":
+    # through the imported module: run as __main__, this file is a second copy of it, which
+    # the built-in methods do not register into
+    from core import methods
+
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what not in ("shell", "markdown"):
         sys.exit("usage: python -m core.methods shell|markdown")
-    sys.stdout.write(shell_table() if what == "shell" else markdown_table())
+    sys.stdout.write(methods.shell_table() if what == "shell" else methods.markdown_table())

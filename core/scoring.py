@@ -178,10 +178,17 @@ def cifar_inference(model, data, device, normalized_inputs: bool = False) -> dic
     n = len(data.train.targets)
 
     def one_pass(mean, std, features: bool) -> dict:
-        loader = DeviceLoader(data.train.images, data.train.targets,
-                              batch_size=inference_batch_size(device),
-                              mean=mean, std=std, augment=False, shuffle=False, seed=0,
-                              device=device)  # fmt: skip
+        loader = DeviceLoader(
+            data.train.images,
+            data.train.targets,
+            batch_size=inference_batch_size(device),
+            mean=mean,
+            std=std,
+            augment=False,
+            shuffle=False,
+            seed=0,
+            device=device,
+        )
         hooked = classifier_of(model) if features else None
         return inference_scores(model, loader.epoch(0), n, feature_module=hooked)
 
@@ -301,8 +308,9 @@ def score_imagenet_run(
     if weights is not None:
         model = load_model(weights, network, data.num_classes, True, run.last)
         model = model.to(device, memory_format=torch.channels_last)
-        inference = _imagenet_inference(model, data, device, image_size or run_image_size,
-                                        batch_size, workers)  # fmt: skip
+        inference = _imagenet_inference(
+            model, data, device, image_size or run_image_size, batch_size, workers
+        )
     if not dist_utils.is_main():
         return None
     # after the pass: replaying 60 epoch files on rank 0 must not hold the others at a collective

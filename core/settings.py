@@ -147,11 +147,31 @@ def check_strata(strata) -> None:
 # What each launcher's run folder must keep to be resumed (besides the selection and the number
 # of processes). The names and the order are those of every run folder made so far.
 RESUME_FIELDS = {
-    "train.py": ("dataset", "network", "epochs", "iterations", "batch_size", "lr", "seed",
-                 "train_subset", "test_subset", "label_noise", "label_noise_seed"),
-    "train_imagenet.py": ("network", "epochs", "iterations", "batch_size", "lr", "seed",
-                          "scheduler", "image_size", "ignore_td"),
-}  # fmt: skip
+    "train.py": (
+        "dataset",
+        "network",
+        "epochs",
+        "iterations",
+        "batch_size",
+        "lr",
+        "seed",
+        "train_subset",
+        "test_subset",
+        "label_noise",
+        "label_noise_seed",
+    ),
+    "train_imagenet.py": (
+        "network",
+        "epochs",
+        "iterations",
+        "batch_size",
+        "lr",
+        "seed",
+        "scheduler",
+        "image_size",
+        "ignore_td",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -277,8 +297,12 @@ class RunSettings:
     def metrics_record(self) -> dict:
         """What metrics.json says about how the run was made."""
         selection = self.selection.record(absolute_paths=True) if self.selection else None
-        return {"seed": self.seed, "dataset": self.dataset, "network": self.network,
-                "coreset": selection}  # fmt: skip
+        return {
+            "seed": self.seed,
+            "dataset": self.dataset,
+            "network": self.network,
+            "coreset": selection,
+        }
 
 
 def check_imagefolder_settings(workers, image_size) -> None:

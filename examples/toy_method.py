@@ -49,7 +49,7 @@ register(
                 low=0,
                 help="(toy) every_kth: position of the first pick in the order (default: 0)",
             ),
-        ),  # fmt: skip
+        ),
     )
 )
 

@@ -118,9 +118,7 @@ def _run_entry(metrics: dict, folder: str, base_dir: str) -> dict:
         mis_ratio=float(info.get("mis_ratio") or 0.0) if method in HARD_CUT else 0.0,
         # d2 and kcenter are per class in the scripts (their authors' setting): no suffix
         label=method
-        + (
-            " class-balanced" if info.get("class_balanced") and method in RANKED else ""
-        ),  # fmt: skip
+        + (" class-balanced" if info.get("class_balanced") and method in RANKED else ""),
         run_dir=os.path.relpath(folder, base_dir),
         aucpr=None,
         abs_dir=folder,
