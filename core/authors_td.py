@@ -67,12 +67,20 @@ def read_log(path: str) -> list[dict]:
 
 
 def dynamics_from_logs(
-    path: str, targets: torch.Tensor, num_classes: int, el2n_epochs: int = 10, device=None
+    path: str,
+    targets: torch.Tensor,
+    num_classes: int,
+    el2n_epochs: int = 10,
+    device=None,
+    **options,
 ) -> TrainingDynamics:
     """Replay the authors' log at ``path`` (file or per-epoch folder) into a TrainingDynamics
-    over the training set whose labels are ``targets``."""
+    over the training set whose labels are ``targets``. ``options`` go to TrainingDynamics:
+    ``extra_scores=True`` gives TDDS, Dyn-Unc, DUAL from the logged log-softmax, and the logit
+    margin too (a log-softmax is the logits shifted per row, which a margin does not see; to
+    fp16 rounding of the logged values)."""
     targets = torch.as_tensor(targets).long()
-    dynamics = TrainingDynamics(len(targets), num_classes, el2n_epochs, device=device)
+    dynamics = TrainingDynamics(len(targets), num_classes, el2n_epochs, device=device, **options)
     for file, file_epoch in log_files(path):
         for number, record in enumerate(read_log(file)):
             index, output, epoch = _checked(record, file, number, len(targets), num_classes)
