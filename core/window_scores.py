@@ -3,8 +3,8 @@
 The authors' scripts store every epoch's outputs and compute these afterwards. Each score
 only needs the last few epochs, so this keeps ring buffers of them: O(N * window) memory
 (TDDS also needs the previous epoch's N x C probabilities, during its trajectory only).
-`core.scores.TrainingDynamics` owns one and tells it when an epoch has ended. Definitions and
-defaults, with their sources: docs/FAITHFULNESS.md and the constants below.
+`core.scores.TrainingDynamics` owns one and tells it when an epoch has ended. Defaults and
+their sources: the constants below.
 """
 
 from __future__ import annotations
