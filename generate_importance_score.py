@@ -22,9 +22,14 @@ from core.training import distributed as dist_utils
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = cli.ArgumentParser(description=__doc__)
-    parser.add_argument("--gpuid", type=str, default="0", help="GPU id (default: 0)")
-    parser.add_argument("--base-dir", type=str, required=True, help="folder of run folders")
-    parser.add_argument("--task-name", type=str, required=True, help="the full-data run's name")
+    cli.add_scoring_flags(
+        parser,
+        gpuid_help="GPU id (default: 0)",
+        data_dir_help="(ours) folder holding the dataset folder (default: the run's own)",
+        authors_td_help="(ours) the authors' train.py dynamics log, td-<task>.pickle, to score "
+        "instead of ours (default: <run>/td-<task>.pickle when the run has no td-<task>.pt); "
+        "entropy and loss come from <run>/ckpt-last.pt, the authors' or ours",
+    )
     parser.add_argument(
         "--dataset",
         type=str,
@@ -33,47 +38,15 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="(ours) dataset (default: the run's own)",
     )
     parser.add_argument(
-        "--data-dir",
-        type=str,
-        default=None,
-        help="(ours) folder holding the dataset folder (default: the run's own)",
-    )
-    parser.add_argument(
-        "--data-score-path",
-        type=str,
-        default=None,
-        help="(ours) output file (default: <run>/data-score-<task>.pickle)",
-    )
-    parser.add_argument(
-        "--device",
-        type=str,
-        default="auto",
-        help="(ours) auto, cpu, cuda or cuda:N (default: auto)",
-    )
-    parser.add_argument(
         "--normalized-scoring-inputs",
         action="store_true",
         help="(ours) entropy and loss on the normalised images the model trained on (default: "
         "ToTensor() only, values in [0, 1], as the authors' script)",
     )
     parser.add_argument(
-        "--authors-td",
-        type=str,
-        default=None,
-        help="(ours) the authors' train.py dynamics log, td-<task>.pickle, to score instead of "
-        "ours (default: <run>/td-<task>.pickle when the run has no td-<task>.pt); entropy and "
-        "loss come from <run>/ckpt-last.pt, the authors' or ours",
-    )
-    parser.add_argument(
         "--no-download",
         action="store_true",
         help="(ours) fail instead of downloading a missing dataset",
-    )
-    parser.add_argument(
-        "--allow-unvisited",
-        action="store_true",
-        help="(ours) score a run that never visited some training examples (a coreset run); "
-        "their dynamics scores read 0 (default: refuse)",
     )
     return parser
 
@@ -86,8 +59,7 @@ def main(args) -> int:
         dataset=args.dataset,
         data_dir=args.data_dir,
         data_score_path=args.data_score_path,
-        device_flag=args.device,
-        gpuid=args.gpuid,
+        device=dist_utils.start_process(args.device, args.gpuid),
         download=not args.no_download,
         normalized_inputs=args.normalized_scoring_inputs,
         authors_td=args.authors_td,

@@ -24,60 +24,29 @@ from core import cli
 from core.data.imagenet import default_workers
 from core.errors import UserError
 from core.scoring import score_imagenet_run, summary_line
+from core.settings import check_imagefolder_settings
 from core.training import distributed as dist_utils
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = cli.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--data-dir",
-        type=str,
-        default=None,
-        help="the ImageNet root holding train/ and val/ (default: the run's own)",
-    )
-    parser.add_argument("--base-dir", type=str, required=True, help="folder of run folders")
-    parser.add_argument("--task-name", type=str, required=True, help="the full-data run's name")
-    parser.add_argument(
-        "--data-score-path",
-        type=str,
-        default=None,
-        help="output file (default: <run>/data-score-<task>.pickle)",
-    )
-    parser.add_argument(
-        "--gpuid",
-        type=str,
-        default="0",
-        help="GPU id(s), e.g. 0 or 0,1 (default: 0); ignored without CUDA",
-    )
-    parser.add_argument(
-        "--device",
-        type=str,
-        default="auto",
-        help="(ours) auto, cpu, cuda or cuda:N (default: auto)",
+    cli.add_scoring_flags(
+        parser,
+        gpuid_help="GPU id(s), e.g. 0 or 0,1 (default: 0); ignored without CUDA",
+        data_dir_help="the ImageNet root holding train/ and val/ (default: the run's own)",
+        authors_td_help="(ours) the authors' training-dynamics/ folder of "
+        "td-<task>-epoch-<i>.pickle files to score instead of ours (default: "
+        "<run>/training-dynamics when the run has no td-<task>.pt)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=256, help="(ours) global eval batch size (default: 256)"
     )
-    parser.add_argument(
-        "--authors-td",
-        type=str,
-        default=None,
-        help="(ours) the authors' training-dynamics/ folder of td-<task>-epoch-<i>.pickle files "
-        "to score instead of ours (default: <run>/training-dynamics when the run has no "
-        "td-<task>.pt)",
-    )
     cli.add_imagefolder_flags(parser, image_size_default=None)
-    parser.add_argument(
-        "--allow-unvisited",
-        action="store_true",
-        help="(ours) score a run that never visited some training examples (a coreset run); "
-        "their dynamics scores read 0 (default: refuse)",
-    )
     return parser
 
 
 def main(args) -> int:
-    cli.check_imagefolder_args(args)
+    check_imagefolder_settings(args.workers, args.image_size)
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     device = dist_utils.start_process(args.device, args.gpuid)

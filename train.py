@@ -9,37 +9,14 @@ or on a coreset. Flags and defaults follow the reference scripts; see README.md.
 
 import argparse
 import sys
-import time
 
 from core import cli
-from core.coreset import select_from_score_file
 from core.data import DATASETS, DeviceLoader, inference_batch_size, load_dataset
-from core.data.noise import resolve_label_noise, with_targets
 from core.data.subset import take_test_subset, take_train_subset
+from core.experiment import DataFamily, train_run
 from core.models import CIFAR_NETWORKS, build_model
-from core.run_folder import RunFolder, claim_run_folder
-from core.scores import TrainingDynamics
+from core.settings import RunSettings
 from core.training import distributed as dist_utils
-from core.training.checkpoint import already_finished, resume_state
-from core.training.optim import build_scheduler, build_sgd, total_iterations
-from core.training.run import place_model, resolve_precision, seed_everything, write_outputs
-from core.training.runlog import RunLog
-from core.training.trainer import Interrupted, Trainer
-
-# settings a run folder must keep to be resumed
-FINGERPRINT = (
-    "dataset",
-    "network",
-    "epochs",
-    "iterations",
-    "batch_size",
-    "lr",
-    "seed",
-    "train_subset",
-    "test_subset",
-    "label_noise",
-    "label_noise_seed",
-)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -90,67 +67,57 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(args) -> int:
-    started = time.time()
-    cli.check_train_args(args)
-    device = dist_utils.start_process(args.device, args.gpuid)
-    run = RunFolder(args.base_dir, args.task_name)
-    claim_run_folder(run)  # one process per run folder
-    fingerprint = cli.fingerprint(args, FINGERPRINT)
-    state = resume_state(run, fingerprint, args.no_resume)
-    if already_finished(run, state):
-        return 0
-
+def load(settings: RunSettings):
     with dist_utils.local_main_first():  # one download per node
-        data = load_dataset(args.dataset, args.data_dir, download=not args.no_download)
-    data = take_test_subset(take_train_subset(data, args.train_subset), args.test_subset)
-    n, coreset = len(data.train.targets), cli.coreset_settings(args)
-    noise = resolve_label_noise(args.label_noise, args.label_noise_seed, data.train.targets,
-                                data.num_classes, args.data_score_path if coreset else None)  # fmt: skip
-    if noise is not None:
-        data = with_targets(data, noise.targets)
-    indices = None
-    if coreset is not None:
-        indices = select_from_score_file(
-            args.data_score_path, targets=data.train.targets, seed=args.seed,
-            features_path=cli.features_path(args), **coreset,
-        )  # fmt: skip
-    seed_everything(args.seed)  # the same on every rank: DDP starts from rank 0's weights anyway
-    on_device = dict(mean=data.mean, std=data.std, device=device, channels_last=True,
-                     seed=args.seed, rank=dist_utils.rank(),
-                     world_size=dist_utils.world_size())  # fmt: skip
-    train_loader = DeviceLoader(data.train.images, data.train.targets, augment=data.augment,
-                                batch_size=args.batch_size, shuffle=True, indices=indices,
-                                **on_device)  # fmt: skip
-    test_loader = DeviceLoader(data.test.images, data.test.targets,
-                               batch_size=inference_batch_size(device),
-                               augment=False, shuffle=False, **on_device)  # fmt: skip
+        data = load_dataset(settings.dataset, settings.data_dir, download=settings.download)
+    return take_test_subset(take_train_subset(data, settings.train_subset), settings.test_subset)
 
-    model = place_model(build_model(args.network, data.num_classes), device, args.compile)
-    optimizer = build_sgd(model, args.lr, weight_decay=5e-4, nesterov=True)
-    total = total_iterations(args.epochs, args.iterations, len(train_loader))
-    scheduler = build_scheduler(optimizer, "cosine", total, len(train_loader))
-    dynamics = TrainingDynamics(n, data.num_classes, device=device)
-    used = n if indices is None else len(indices)
-    precision, precision_why = resolve_precision(args.precision, device)
-    trainer = Trainer(
-        model=model, optimizer=optimizer, scheduler=scheduler, train_loader=train_loader,
-        test_loader=test_loader, device=device, run=run, dynamics=dynamics,
-        precision=precision, precision_why=precision_why, log=RunLog(run.log),
-        checkpoint_interval_s=args.checkpoint_interval, started=started,
-        state_extra={"fingerprint": fingerprint, "args": vars(args),
-                     "num_classes": data.num_classes},
-        what=f"{args.network} on {args.dataset}: {used}/{n} examples",
-    )  # fmt: skip
-    if state is not None:
-        trainer.load_state_dict(state)
-    try:
-        result = trainer.fit(total, max(1, args.iterations_per_testing // len(train_loader)))
-    except Interrupted:
-        return 130
-    write_outputs(run, result, cli.run_record(args, args.dataset), indices=indices, train_size=n,
-                  dynamics=dynamics, device=device, noise=noise)  # fmt: skip
-    return 0
+
+def loaders(data, settings: RunSettings, indices, device):
+    """Both sets resident on the device; the training set restricted to the coreset."""
+    on_device = dict(
+        mean=data.mean,
+        std=data.std,
+        device=device,
+        channels_last=True,
+        seed=settings.seed,
+        rank=dist_utils.rank(),
+        world_size=dist_utils.world_size(),
+    )
+    train = DeviceLoader(
+        data.train.images,
+        data.train.targets,
+        augment=data.augment,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        indices=indices,
+        **on_device,
+    )
+    test = DeviceLoader(
+        data.test.images,
+        data.test.targets,
+        augment=False,
+        shuffle=False,
+        batch_size=inference_batch_size(device),
+        **on_device,
+    )
+    return train, test
+
+
+CIFAR_FAMILY = DataFamily(
+    name=lambda settings: settings.dataset,
+    load=load,
+    targets=lambda data: data.train.targets,
+    loaders=loaders,
+    model=lambda settings, num_classes: build_model(settings.network, num_classes),
+    weight_decay=5e-4,
+    nesterov=True,
+    follows_noise=True,
+)
+
+
+def main(args) -> int:
+    return train_run(RunSettings.from_args(args, "train.py", scheduler="cosine"), CIFAR_FAMILY)
 
 
 if __name__ == "__main__":

@@ -129,12 +129,18 @@ MODES = {
 IMAGENET_N = 1_281_167
 FEATURE_DIM = 512
 PEERS = {  # settings as scripts/methods.sh runs them, and the same on one graph of all examples
-    "d2 per class": dict(mode="d2", ratio=RATIO, key="forgetting", descending=True,
-                         class_balanced=True, mis_ratio=0.4),
+    "d2 per class": dict(
+        mode="d2",
+        ratio=RATIO,
+        key="forgetting",
+        descending=True,
+        class_balanced=True,
+        mis_ratio=0.4,
+    ),
     "d2 all": dict(mode="d2", ratio=RATIO, key="forgetting", descending=True),
     "kcenter per class": dict(mode="kcenter", ratio=RATIO, class_balanced=True),
     "kcenter all": dict(mode="kcenter", ratio=RATIO),
-}  # fmt: skip
+}
 
 
 def synthetic_features(targets: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -180,8 +186,11 @@ def scaling_rows(sizes):
         for n in sizes:
             score = synthetic_scores(n, 10)
             features = synthetic_features(score["targets"])
-            times.append(best_time(partial(select_coreset, score, features=features, seed=0,
-                                           **PEERS[name]), 1)[0])  # fmt: skip
+            times.append(
+                best_time(
+                    partial(select_coreset, score, features=features, seed=0, **PEERS[name]), 1
+                )[0]
+            )
             print(f"{name:<20}{n:>10}{times[-1]:>10.1f} s", flush=True)
         slope = math.log(times[-1] / times[-2]) / math.log(sizes[-1] / sizes[-2])
         at_imagenet = times[-1] * (IMAGENET_N / sizes[-1]) ** slope

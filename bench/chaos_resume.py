@@ -35,8 +35,20 @@ def get_args():
 
 
 def commands(data_dir, base):
-    common = ["--dataset", "cifar10", "--data-dir", data_dir, "--network", "resnet20",
-              "--batch-size", "64", "--checkpoint-interval", "0", "--device", "cpu"]  # fmt: skip
+    common = [
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        data_dir,
+        "--network",
+        "resnet20",
+        "--batch-size",
+        "64",
+        "--checkpoint-interval",
+        "0",
+        "--device",
+        "cpu",
+    ]
     score = f"{base}/all-data/data-score-all-data.pickle"
     return [
         ["train.py", *common, "--epochs", "6", "--task-name", "all-data", "--base-dir", base],
@@ -48,7 +60,7 @@ def commands(data_dir, base):
             "all-data",
             "--device",
             "cpu",
-        ],  # fmt: skip
+        ],
         [
             "train.py",
             *common,
@@ -69,14 +81,20 @@ def commands(data_dir, base):
             "0.2",
             "--data-score-path",
             score,
-        ],  # fmt: skip
+        ],
     ]
 
 
 def run(argv):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run_to_end(argv):
@@ -141,8 +159,10 @@ def main():
         differing = [k for k in a["scores"] if not torch.equal(a["scores"][k], b["scores"][k])]
         if differing:
             print(f"  score keys that differ: {', '.join(differing)}")
-        print(f"SIGKILLs: {kills[0]} in the full-data run, {kills[1]} in the coreset run; "
-              "each resumed by rerunning its command")  # fmt: skip
+        print(
+            f"SIGKILLs: {kills[0]} in the full-data run, {kills[1]} in the coreset run; "
+            "each resumed by rerunning its command"
+        )
         for name, ok in same.items():
             print(f"  {name}: {'identical' if ok else 'DIFFERENT'} to an uninterrupted run")
         return 0 if all(same.values()) else 1

@@ -1,19 +1,14 @@
-"""The reference scripts' flags, shared by train.py and train_imagenet.py, and their checks.
+"""The reference scripts' flags, shared by the training and scoring scripts.
 
 Flag names and defaults are the authors' scripts' (docs/FAITHFULNESS.md lists every
-difference); flags they did not have are marked "(ours)". This module holds flags and their
-checks only: checks run before anything is read or written, and raise UserError.
+difference); flags they did not have are marked "(ours)". This module holds flags only: their
+values are checked once, where core.settings builds its objects from them.
 """
 
 import argparse
-import math
-import os
 
-from core import coreset
-from core.coreset import MODES as CORESET_MODES
-from core.coreset import check_settings
-from core.errors import UserError, exit_with_error
-from core.run_folder import features_beside
+from core import methods
+from core.errors import exit_with_error
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -133,10 +128,9 @@ def add_coreset_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--coreset-mode",
         type=str,
-        choices=CORESET_MODES,
+        choices=methods.modes(),
         default=None,
-        help="random, coreset (score-ranked), stratified (CCS), moderate, d2 (D2 pruning) "
-        "or kcenter (k-center greedy)",
+        help=methods.modes_help(),
     )
     parser.add_argument(
         "--data-score-path",
@@ -197,12 +191,12 @@ def add_coreset_flags(parser: argparse.ArgumentParser) -> None:
         default=50,
         help="(ours; fixed at 50 in the reference) CCS strata (default: 50)",
     )
-    add_feature_mode_flags(parser)
+    add_method_param_flags(parser)
 
 
-def add_feature_mode_flags(parser: argparse.ArgumentParser) -> None:
-    """(ours) The flags of the d2 and kcenter modes, which select on the scoring run's
-    penultimate features (docs/FAITHFULNESS.md, section G)."""
+def add_method_param_flags(parser: argparse.ArgumentParser) -> None:
+    """(ours) The flags of the methods' own parameters (core.methods registry), and the
+    features file of the methods that read features (docs/FAITHFULNESS.md, section G)."""
     parser.add_argument(
         "--features-path",
         type=str,
@@ -211,127 +205,8 @@ def add_feature_mode_flags(parser: argparse.ArgumentParser) -> None:
         "the score file, which generate_importance_score*.py writes into the scored run's "
         "folder <base-dir>/<task>)",
     )
-    parser.add_argument(
-        "--d2-neighbors",
-        type=int,
-        default=coreset.D2_NEIGHBORS,
-        help=f"(ours) d2: neighbours per example in the kNN graph (default: "
-        f"{coreset.D2_NEIGHBORS}, the D2 authors' CIFAR command)",
-    )
-    parser.add_argument(
-        "--d2-forward-gamma",
-        type=float,
-        default=coreset.D2_FORWARD_GAMMA,
-        help="(ours) d2: forward message passing weighs a neighbour's importance by "
-        f"exp(-gamma*distance) (default: {coreset.D2_FORWARD_GAMMA}, as the D2 code)",
-    )
-    parser.add_argument(
-        "--d2-reverse-gamma",
-        type=float,
-        default=coreset.D2_REVERSE_GAMMA,
-        help="(ours) d2: a pick lowers each neighbour's score by exp(-gamma*distance) times "
-        f"its own (default: {coreset.D2_REVERSE_GAMMA}, the D2 authors' CIFAR command's "
-        "--gamma)",
-    )
-
-
-def check_run_args(args) -> None:
-    """--task-name is one plain folder name under --base-dir (no path, nothing hidden)."""
-    name = args.task_name
-    if not name or name in (".", "..") or os.sep in name or "/" in name or name.startswith("."):
-        raise UserError(
-            f"--task-name {name!r} must be a plain folder name (no '/', not empty, not "
-            "starting with '.'); --base-dir says where it goes"
-        )
-
-
-def check_training_args(args) -> None:
-    check_run_args(args)
-    if (args.epochs is None) == (args.iterations is None):
-        raise UserError("give exactly one of --epochs and --iterations")
-    length = args.epochs if args.epochs is not None else args.iterations
-    if length <= 0:
-        flag = "--epochs" if args.epochs is not None else "--iterations"
-        raise UserError(f"{flag} must be positive, got {length}")
-    if args.batch_size <= 0:
-        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
-    if not math.isfinite(args.lr) or args.lr <= 0:
-        raise UserError(f"--lr must be a positive number, got {args.lr}")
-    if not math.isfinite(args.checkpoint_interval) or args.checkpoint_interval < 0:
-        raise UserError(
-            f"--checkpoint-interval must be 0 or more seconds, got {args.checkpoint_interval}"
-        )
-
-    if args.iterations_per_testing <= 0:
-        raise UserError(
-            f"--iterations-per-testing must be positive, got {args.iterations_per_testing}"
-        )
-
-
-def check_train_args(args) -> None:
-    """Every check of train.py's and train_imagenet.py's shared flags."""
-    check_training_args(args)
-    check_coreset_args(args)
-
-
-def check_coreset_args(args) -> None:
-    """Flag-level checks; the score file itself is checked when it is read."""
-    if not args.coreset:
-        return
-    check_settings(args.coreset_mode, args.coreset_ratio, key=args.coreset_key,
-                   mis_ratio=args.mis_ratio, strata=args.strata,
-                   d2_neighbors=args.d2_neighbors, d2_forward_gamma=args.d2_forward_gamma,
-                   d2_reverse_gamma=args.d2_reverse_gamma)  # fmt: skip
-    if args.coreset_mode != "random" and not args.data_score_path:
-        raise UserError(f"--coreset-mode {args.coreset_mode} needs --data-score-path")
-    if args.coreset_mode == "stratified" and not args.coreset_key:
-        raise UserError("--coreset-mode stratified needs --coreset-key")
-
-
-def coreset_settings(args) -> dict | None:
-    """The selection settings as keyword arguments of core.coreset.select_coreset. The d2
-    parameters are included in d2 mode only, so that the settings recorded for (and
-    compared when resuming) runs of the other modes are those they always were."""
-    if not args.coreset:
-        return None
-    key = args.coreset_key
-    if args.coreset_mode in ("moderate", "d2") and key is None:
-        key = coreset.DEFAULT_KEYS[args.coreset_mode]
-    d2 = {}
-    if args.coreset_mode == "d2":
-        d2 = {
-            "d2_neighbors": args.d2_neighbors,
-            "d2_forward_gamma": args.d2_forward_gamma,
-            "d2_reverse_gamma": args.d2_reverse_gamma,
-        }
-    return {
-        "mode": args.coreset_mode,
-        "ratio": args.coreset_ratio,
-        "key": key,
-        "descending": bool(args.data_score_descending),
-        "class_balanced": bool(args.class_balanced),
-        "mis_ratio": args.mis_ratio,
-        "mis_key": args.mis_key,
-        "mis_descending": bool(args.mis_data_score_descending),
-        "strata": args.strata,
-        **d2,
-    }
-
-
-def features_path(args) -> str | None:
-    """The features file a coreset run reads: --features-path, else the one beside the score
-    file (core.run_folder.features_beside); None for modes that read none."""
-    if not args.coreset or args.coreset_mode not in coreset.FEATURE_MODES:
-        return None
-    return args.features_path or features_beside(args.data_score_path)
-
-
-def _file_settings(args) -> dict:
-    """The files a selection reads, for the fingerprint and metrics.json."""
-    files = {"data_score_path": args.data_score_path}
-    if features_path(args) is not None:
-        files["features_path"] = features_path(args)
-    return files
+    for param in methods.all_params():
+        parser.add_argument(param.flag, type=param.kind, default=param.default, help=param.help)
 
 
 def add_imagefolder_flags(parser: argparse.ArgumentParser, image_size_default=224) -> None:
@@ -353,30 +228,30 @@ def add_imagefolder_flags(parser: argparse.ArgumentParser, image_size_default=22
     parser.add_argument("--image-size", type=int, default=image_size_default, help=size_help)
 
 
-def check_imagefolder_args(args) -> None:
-    if args.workers is not None and args.workers < 0:
-        raise UserError(f"--workers must be 0 or more, got {args.workers}")
-    if args.image_size is not None and args.image_size < 8:
-        raise UserError(f"--image-size must be at least 8 pixels, got {args.image_size}")
-
-
-def fingerprint(args, keys) -> dict:
-    """The flags a run folder must keep to be resumed: those named, and the coreset selection."""
-    settings = {k: getattr(args, k) for k in keys}
-    settings["coreset"] = dict(coreset_settings(args) or {}, **_file_settings(args))
-    return settings
-
-
-def run_record(args, dataset: str) -> dict:
-    """What metrics.json says about how a run was made (besides its results and provenance)."""
-    settings = coreset_settings(args)
-    if settings is not None:  # absolute paths: the report finds them from any folder
-        files = _file_settings(args)
-        settings.update({k: os.path.abspath(v) if v else v for k, v in files.items()})
-    return {
-        "seed": args.seed,
-        "dataset": dataset,
-        "network": args.network,
-        "coreset": settings,
-        "args": vars(args),
-    }
+def add_scoring_flags(
+    parser: argparse.ArgumentParser, *, data_dir_help, gpuid_help, authors_td_help
+):
+    """The flags both scoring scripts share (each names its own data and dynamics logs)."""
+    parser.add_argument("--gpuid", type=str, default="0", help=gpuid_help)
+    parser.add_argument("--base-dir", type=str, required=True, help="folder of run folders")
+    parser.add_argument("--task-name", type=str, required=True, help="the full-data run's name")
+    parser.add_argument("--data-dir", type=str, default=None, help=data_dir_help)
+    parser.add_argument(
+        "--data-score-path",
+        type=str,
+        default=None,
+        help="(ours) output file (default: <run>/data-score-<task>.pickle)",
+    )
+    parser.add_argument(
+        "--device",
+        type=str,
+        default="auto",
+        help="(ours) auto, cpu, cuda or cuda:N (default: auto)",
+    )
+    parser.add_argument("--authors-td", type=str, default=None, help=authors_td_help)
+    parser.add_argument(
+        "--allow-unvisited",
+        action="store_true",
+        help="(ours) score a run that never visited some training examples (a coreset run); "
+        "their dynamics scores read 0 (default: refuse)",
+    )

@@ -10,148 +10,125 @@ each once per selection.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from core import graph_selection
 from core.errors import UserError
+from core.methods import FEATURES, SCORES, Method, Param, Preset, register
 from core.run_folder import features_beside
 from core.score_io import load_data_score, load_features
+from core.settings import Selection, check_strata
 
-MODES = ("random", "coreset", "stratified", "moderate", "d2", "kcenter")
-FEATURE_MODES = ("d2", "kcenter")  # select on the penultimate features of the scoring run
-HARD_CUT_MODES = ("stratified", "d2", "kcenter")  # honour mis_ratio, mis_key, mis_descending
-# d2: the importance score of the D2 authors' CIFAR-10/100 command (docs/FAITHFULNESS.md G2)
-DEFAULT_KEYS = {"stratified": "accumulated_margin", "moderate": "moderate_distance",
-                "d2": "forgetting"}  # fmt: skip
-# D2 pruning's defaults, from the authors' CIFAR-10/100 command and code (FAITHFULNESS.md G2)
-D2_NEIGHBORS, D2_FORWARD_GAMMA, D2_REVERSE_GAMMA = 5, 1.0, 0.1
 UPPER_EDGE_FACTOR = 1.0001  # the reference widens the top edge by 0.01%
 
 
-def method_name(mode: str, key: str | None) -> str:
-    """Name of a selection method in results: random, ccs, moderate, d2, kcenter, or the key
-    (coreset mode)."""
-    _check_mode(mode)
-    if mode == "coreset":
-        return str(key)
-    return {"stratified": "ccs"}.get(mode, mode)
+@dataclass
+class Context:
+    """What a method's select function gets: the checked selection, the number of examples,
+    the checked score data and features (None where the method reads none), and the seeded
+    generator that is all of the selection's randomness."""
+
+    selection: Selection
+    n: int
+    data_score: Mapping[str, torch.Tensor] | None
+    features: torch.Tensor | None
+    generator: torch.Generator
+
+    def __post_init__(self):
+        self.budget = int(self.selection.ratio * self.n)  # the reference's int(ratio * N)
+        if self.budget == 0:
+            ratio = self.selection.ratio
+            raise UserError(f"--coreset-ratio: {ratio} of {self.n} examples selects no example")
+
+    def score(self, key: str | None = None) -> torch.Tensor:
+        return self.data_score[key or self.selection.key]
+
+    def survivors(self) -> torch.Tensor:
+        """Indices (ascending) left after the CCS hard cut."""
+        s = self.selection
+        return hard_cut_survivors(self.data_score, self.n, s.mis_ratio, s.mis_key, s.mis_descending)
 
 
-def check_settings(
-    mode: str | None,
-    ratio: float | None,
+def select(
+    selection: Selection,
+    data_score: Mapping[str, torch.Tensor] | None = None,
     *,
-    key: str | None = None,
-    mis_ratio: float = 0.0,
-    strata: int = 50,
-    d2_neighbors: int = D2_NEIGHBORS,
-    d2_forward_gamma: float = D2_FORWARD_GAMMA,
-    d2_reverse_gamma: float = D2_REVERSE_GAMMA,
-) -> None:
-    """Raise UserError unless the selection settings are valid on their own (no score data
-    needed): the one check of select_coreset's, select_from_score_file's and the scripts'
-    settings. Each message starts with the command-line flag of the setting at fault, so
-    a script user and a library user both recognise it: --coreset-mode (mode),
-    --coreset-ratio (ratio), --coreset-key (key), --mis-ratio (mis_ratio), --strata (strata),
-    --d2-neighbors, --d2-forward-gamma, --d2-reverse-gamma. Every setting is checked in
-    every mode, though each mode uses only some.
-    """
-    _check_mode(mode)
-    if ratio is None:
-        raise UserError("--coreset-ratio: a coreset needs a ratio in (0, 1]")
-    if not 0 < ratio <= 1:
-        raise UserError(f"--coreset-ratio: the coreset ratio must be in (0, 1], got {ratio}")
-    if not 0 <= mis_ratio < 1:
-        raise UserError(f"--mis-ratio: the mis ratio must be in [0, 1), got {mis_ratio}")
-    if mode in HARD_CUT_MODES and ratio + mis_ratio > 1:
-        raise UserError(
-            f"--coreset-ratio + --mis-ratio must be at most 1, got {ratio} + {mis_ratio}: "
-            "not enough examples survive the hard cut"
-        )
-    _check_strata(strata)
-    _check_d2(d2_neighbors, d2_forward_gamma, d2_reverse_gamma)
-    if mode == "coreset" and not key:
-        raise UserError("--coreset-key: coreset mode 'coreset' needs a score key to order by")
+    num_examples: int | None = None,
+    features: torch.Tensor | None = None,
+    seed: int | None = None,
+) -> torch.Tensor:
+    """Indices (LongTensor, ascending) of the int(ratio*N) examples `selection` keeps, on score
+    data and features in memory (checked here, once)."""
+    entry = selection.method
+    if SCORES in entry.inputs:
+        if data_score is None:
+            raise _needs_score_file(selection.mode)
+        n = check_data_score(data_score, num_examples=num_examples, keys=keys_read(selection))
+    else:
+        n = _size_without_scores(data_score, num_examples)
+    if FEATURES in entry.inputs:
+        if features is None:
+            raise UserError(
+                f"coreset mode '{selection.mode}' needs the examples' features (--features-path)"
+            )
+        check_features(features, n)
+    return _run(selection, n, data_score, features, seed)
 
 
-def _check_mode(mode) -> None:
-    if mode is None:
-        raise UserError(f"--coreset-mode: a coreset needs a mode, one of: {', '.join(MODES)}")
-    if mode not in MODES:
-        raise UserError(
-            f"--coreset-mode: unknown coreset mode '{mode}'; choose one of: {', '.join(MODES)}"
-        )
+def select_from_files(
+    selection: Selection, *, targets: torch.Tensor, seed: int | None = None, data_score=None
+) -> torch.Tensor:
+    """`select` on the files `selection` names (its score file and, for feature modes, its
+    features file, by default the one beside the score file: core.run_folder.features_beside),
+    for a training set labelled `targets`: sizes, keys, NaNs and the files' targets against
+    `targets` are checked once. A mode that reads no scores reads no file. `data_score`: the
+    score file's contents where the caller has read it already."""
+    n, entry = len(targets), selection.method
+    features = None
+    if SCORES not in entry.inputs:
+        data_score = None
+    if SCORES in entry.inputs:
+        path = selection.data_score_path
+        if path is None:
+            raise _needs_score_file(selection.mode)
+        if data_score is None:
+            data_score = load_data_score(path)
+        check_data_score(data_score, num_examples=n, keys=keys_read(selection))
+        _check_same_targets(path, "scores", data_score.get("targets"), targets)
+    if FEATURES in entry.inputs:
+        path = selection.features_path or features_beside(selection.data_score_path)
+        features, feature_targets = load_features(path)
+        check_features(features, n, source=path)
+        _check_same_targets(path, "features", feature_targets, targets)
+    return _run(selection, n, data_score, features, seed)
 
 
-def _check_strata(strata) -> None:
-    if int(strata) != strata or strata < 1:
-        raise UserError(f"--strata: the number of strata must be a positive integer, got {strata}")
+def _run(selection, n, data_score, features, seed) -> torch.Tensor:
+    context = Context(selection, n, data_score, features, _generator(seed))
+    return _ascending(selection.method.select(context), n)
 
 
-def _check_d2(neighbors, forward_gamma, reverse_gamma) -> None:
-    if isinstance(neighbors, bool) or int(neighbors) != neighbors or neighbors < 1:
-        raise UserError(
-            f"--d2-neighbors: the number of neighbours must be a positive integer, got {neighbors}"
-        )
-    for flag, gamma in (
-        ("--d2-forward-gamma", forward_gamma),
-        ("--d2-reverse-gamma", reverse_gamma),
-    ):
-        if not (math.isfinite(gamma) and gamma >= 0):  # exp(-gamma * d) must be a weight in (0, 1]
-            raise UserError(f"{flag}: a kernel width must be finite and at least 0, got {gamma}")
-
-
+# ---- the library's keyword form -----------------------------------------------------------
 def select_coreset(
     data_score: Mapping[str, torch.Tensor] | None,
     mode: str,
     ratio: float,
-    key: str | None = None,
-    descending: bool = False,
-    class_balanced: bool = False,
-    mis_ratio: float = 0.0,
-    mis_key: str = "accumulated_margin",
-    mis_descending: bool = False,
-    strata: int = 50,
+    *,
     seed: int | None = None,
     num_examples: int | None = None,
     features: torch.Tensor | None = None,
-    d2_neighbors: int = D2_NEIGHBORS,
-    d2_forward_gamma: float = D2_FORWARD_GAMMA,
-    d2_reverse_gamma: float = D2_REVERSE_GAMMA,
+    **settings,
 ) -> torch.Tensor:
-    """Indices (LongTensor, ascending) of the int(ratio*N) examples a mode keeps.
-
-    random: uniform. coreset: first by `key` (descending keeps the largest; class_balanced
-    keeps int(n_c*ratio) per class). stratified (CCS): drop int(mis_ratio*N) by `mis_key`,
-    then sample evenly over `strata` equal-width score strata. moderate: per class, the
-    examples whose `key` is closest to the class median. d2 (D2 pruning) and kcenter
-    (k-center greedy) select on `features` ([N, D], e.g. the penultimate features of the
-    scoring run) after the same hard cut as CCS: d2 over a kNN graph of d2_neighbors
-    neighbours with `key` as importance (descending: larger is more important; the default
-    False takes smaller as more important, as for AUM), kcenter from a random start drawn
-    from `seed`. With class_balanced both select within each class, the budget split
-    equally over classes (a class with fewer examples gives its share to the others), as
-    the D2 code does for both.
-    `descending` applies to coreset and d2 modes, `class_balanced` to coreset, d2 and
-    kcenter, `mis_*` to stratified, d2 and kcenter, `strata` to stratified mode only.
-    """
-    settings = _checked(locals())
-    mode, key = settings["mode"], settings["key"]
-    if mode == "random":
-        n = _random_mode_size(data_score, num_examples)
-    else:
-        if data_score is None:
-            raise _needs_score_file(mode)
-        keys = _keys_read(mode, key, class_balanced, mis_ratio, mis_key)
-        n = check_data_score(data_score, num_examples=num_examples, keys=keys)
-    if mode in FEATURE_MODES:
-        if features is None:
-            raise UserError(f"coreset mode '{mode}' needs the examples' features (--features-path)")
-        check_features(features, n)
-    return _select(data_score, n, features, seed, **settings)
+    """`select` with the selection given as keywords: `mode`, `ratio` and Selection's fields
+    (key, descending, class_balanced, mis_ratio, mis_key, mis_descending, strata) and the
+    mode's parameters (d2_neighbors, ...). E.g. CCS at 10% with a 30% hard cut:
+    `select_coreset(scores, "stratified", 0.1, key="accumulated_margin", mis_ratio=0.3, seed=0)`.
+    The modes are in core.methods.METHODS (`python -m core.methods markdown`)."""
+    selection = Selection.build(mode, ratio, **settings)
+    return select(selection, data_score, num_examples=num_examples, features=features, seed=seed)
 
 
 def select_from_score_file(
@@ -162,67 +139,17 @@ def select_from_score_file(
     targets: torch.Tensor,
     seed: int | None = None,
     features_path: str | None = None,
-    key: str | None = None,
-    descending: bool = False,
-    class_balanced: bool = False,
-    mis_ratio: float = 0.0,
-    mis_key: str = "accumulated_margin",
-    mis_descending: bool = False,
-    strata: int = 50,
-    d2_neighbors: int = D2_NEIGHBORS,
-    d2_forward_gamma: float = D2_FORWARD_GAMMA,
-    d2_reverse_gamma: float = D2_REVERSE_GAMMA,
+    **settings,
 ) -> torch.Tensor:
-    """select_coreset on the score file at `path` for a training set labelled `targets`:
-    settings, file and data are checked once, including that the file's targets (when it has
-    them) equal `targets`. Random mode reads no file (`path` may be None). d2 and kcenter
-    also read the features file at `features_path`, by default the one the scoring script
-    writes beside the score file (core.run_folder.features_beside), checked the same way.
-    `mode`, `ratio` and the keywords after `features_path` are select_coreset's settings:
-    the keys of the dict core.cli.coreset_settings returns, so
-    `select_from_score_file(path, targets=t, seed=s, **settings)` works.
-    """
-    settings = _checked(locals())
-    n = len(targets)
-    data_score = features = None
-    if mode != "random":
-        if path is None:
-            raise _needs_score_file(mode)
-        data_score = load_data_score(path)
-        keys = _keys_read(mode, settings["key"], class_balanced, mis_ratio, mis_key)
-        check_data_score(data_score, num_examples=n, keys=keys)
-        _check_same_targets(path, "scores", data_score.get("targets"), targets)
-    if mode in FEATURE_MODES:
-        features_path = features_path or features_beside(path)
-        features, feature_targets = load_features(features_path)
-        check_features(features, n, source=features_path)
-        _check_same_targets(features_path, "features", feature_targets, targets)
-    return _select(data_score, n, features, seed, **settings)
-
-
-SETTINGS = ("mode", "ratio", "key", "descending", "class_balanced", "mis_ratio", "mis_key",
-            "mis_descending", "strata", "d2_neighbors", "d2_forward_gamma",
-            "d2_reverse_gamma")  # fmt: skip
-
-
-def _checked(arguments: dict) -> dict:
-    """The selection settings among a selection function's arguments, checked, with the
-    mode's default key filled in."""
-    settings = {name: arguments[name] for name in SETTINGS}
-    check_settings(
-        settings["mode"],
-        settings["ratio"],
-        key=settings["key"],
-        mis_ratio=settings["mis_ratio"],
-        strata=settings["strata"],
-        d2_neighbors=settings["d2_neighbors"],
-        d2_forward_gamma=settings["d2_forward_gamma"],
-        d2_reverse_gamma=settings["d2_reverse_gamma"],
+    """`select_from_files` with the selection given as keywords (as select_coreset); `path`
+    may be None for modes that read no scores."""
+    selection = Selection.build(
+        mode, ratio, data_score_path=path, features_path=features_path, **settings
     )
-    settings["key"] = settings["key"] or DEFAULT_KEYS.get(settings["mode"])
-    return settings
+    return select_from_files(selection, targets=targets, seed=seed)
 
 
+# ---- checks -------------------------------------------------------------------------------
 def _check_same_targets(path: str, what: str, found, targets) -> None:
     if found is not None and not torch.equal(found.long(), torch.as_tensor(targets).long()):
         raise UserError(
@@ -297,11 +224,12 @@ def _check_key(data_score: Mapping, name: str) -> None:
         raise UserError(f"score '{name}' has {bad} NaN or infinite values")
 
 
-def _keys_read(mode: str, key: str, class_balanced: bool, mis_ratio: float, mis_key: str):
-    """The score keys a (non-random) selection reads, each listed once, in checking order."""
-    keys = [] if mode == "kcenter" else [key]  # k-center uses no score, only features
-    keys += ["targets"] if class_balanced or mode == "moderate" else []
-    keys += [mis_key] if mode in HARD_CUT_MODES and mis_ratio > 0 else []
+def keys_read(selection: Selection) -> list[str]:
+    """The score keys a selection reads, each listed once, in checking order."""
+    entry = selection.method
+    keys = [selection.key] if entry.reads_key else []
+    keys += ["targets"] if selection.class_balanced or entry.needs_targets else []
+    keys += [selection.mis_key] if entry.hard_cut and selection.mis_ratio > 0 else []
     return list(dict.fromkeys(keys))
 
 
@@ -309,7 +237,7 @@ def _needs_score_file(mode: str) -> UserError:
     return UserError(f"coreset mode '{mode}' needs a score file (--data-score-path)")
 
 
-def _random_mode_size(data_score, num_examples) -> int:
+def _size_without_scores(data_score, num_examples) -> int:
     if data_score is not None:
         return check_data_score(data_score, num_examples=num_examples)
     if num_examples is None:
@@ -317,49 +245,56 @@ def _random_mode_size(data_score, num_examples) -> int:
     return int(num_examples)
 
 
-def _select(
-    data_score,
-    n,
-    features,
-    seed,
-    *,
-    mode,
-    ratio,
-    key,
-    descending,
-    class_balanced,
-    mis_ratio,
-    mis_key,
-    mis_descending,
-    strata,
-    d2_neighbors,
-    d2_forward_gamma,
-    d2_reverse_gamma,
-) -> torch.Tensor:
-    """The selection itself, on settings, score data and features already checked."""
-    generator = _generator(seed)
-    budget = _budget(ratio, n)
-    if mode == "random":
-        return _ascending(torch.randperm(n, generator=generator)[:budget], n)
-    kept = None
-    if mode in HARD_CUT_MODES:
-        kept = hard_cut_survivors(data_score, n, mis_ratio, mis_key, mis_descending)
-    if mode in FEATURE_MODES:
-        groups = _class_groups(data_score, kept, class_balanced)
-        budgets = _group_budgets(groups, budget)
-        d2 = dict(neighbours=d2_neighbors, forward_gamma=d2_forward_gamma,
-                  reverse_gamma=d2_reverse_gamma)  # fmt: skip
-        select_one = _picker(mode, data_score, kept, key, descending, generator, d2)
-        return _per_group(features, kept, groups, budgets, select_one)
-    score = data_score[key]
-    if mode == "coreset" and class_balanced:
-        return _class_balanced_first(score, data_score["targets"], ratio, descending)
-    if mode == "coreset":
-        return _ascending(_stable_order(score, descending)[:budget], n)
-    if mode == "moderate":
-        return _moderate(score, data_score["targets"], budget)
-    chosen = stratified_sample(score.index_select(0, kept), budget, strata, generator)
-    return kept.index_select(0, _ascending(chosen, len(kept)))  # kept is ascending
+# ---- the built-in methods -----------------------------------------------------------------
+def random_subset(ctx: Context) -> torch.Tensor:
+    return torch.randperm(ctx.n, generator=ctx.generator)[: ctx.budget]
+
+
+def score_order(ctx: Context) -> torch.Tensor:
+    """First by the key (descending keeps the largest); class_balanced: int(n_c*ratio) of each
+    class c."""
+    s, score = ctx.selection, ctx.score()
+    if s.class_balanced:
+        return _class_balanced_first(score, ctx.score("targets"), s.ratio, s.descending)
+    return _stable_order(score, s.descending)[: ctx.budget]
+
+
+def ccs(ctx: Context) -> torch.Tensor:
+    """Drop int(mis_ratio*N) by mis_key, then sample evenly over equal-width score strata."""
+    kept = ctx.survivors()
+    chosen = stratified_sample(
+        ctx.score().index_select(0, kept), ctx.budget, ctx.selection.strata, ctx.generator
+    )
+    return kept.index_select(0, chosen)
+
+
+def moderate(ctx: Context) -> torch.Tensor:
+    return _moderate(ctx.score(), ctx.score("targets"), ctx.budget)
+
+
+def d2(ctx: Context) -> torch.Tensor:
+    """D2 pruning over a kNN graph of the features, the key as importance, after the hard cut."""
+    s, kept = ctx.selection, ctx.survivors()
+    importance = _importance(ctx.score().index_select(0, kept), s.descending)
+    options = dict(
+        neighbours=s.params["d2_neighbors"],
+        forward_gamma=s.params["d2_forward_gamma"],
+        reverse_gamma=s.params["d2_reverse_gamma"],
+    )
+
+    def select_one(rows, group, size):
+        return graph_selection.d2_select(rows, importance[group], size, **options)
+
+    return _per_group(ctx, kept, select_one)
+
+
+def kcenter(ctx: Context) -> torch.Tensor:
+    """k-center greedy on the features from a random start, after the hard cut."""
+    return _per_group(
+        ctx,
+        ctx.survivors(),
+        lambda rows, group, size: graph_selection.kcenter_greedy(rows, size, ctx.generator),
+    )
 
 
 def _class_groups(data_score, kept: torch.Tensor, class_balanced: bool) -> list[torch.Tensor]:
@@ -385,31 +320,18 @@ def _importance(score: torch.Tensor, descending: bool) -> torch.Tensor:
     return score - score.min() if descending else score.max() - score
 
 
-def _picker(mode, data_score, kept, key, descending, generator, d2: dict):
-    """select_one(rows, group, size): positions into `rows` (one group's features; `group`
-    their positions into `kept`) of the `size` examples the mode picks."""
-    if mode == "kcenter":
-        return lambda rows, group, size: graph_selection.kcenter_greedy(rows, size, generator)
-    importance = _importance(data_score[key].index_select(0, kept), descending)
-    return lambda rows, group, size: graph_selection.d2_select(rows, importance[group], size, **d2)
-
-
-def _per_group(features, kept, groups, budgets, select_one) -> torch.Tensor:
-    """Dataset indices (ascending) of what `select_one(rows, group, size)` picks in each
-    group: `rows` the group's features, `group` its positions into `kept`."""
+def _per_group(ctx: Context, kept: torch.Tensor, select_one) -> torch.Tensor:
+    """Dataset indices of what `select_one(rows, group, size)` picks in each group (every class
+    with class_balanced, else all survivors): `rows` the group's features, `group` its
+    positions into `kept`, `size` its share of the budget."""
+    groups = _class_groups(ctx.data_score, kept, ctx.selection.class_balanced)
+    features = ctx.features
     chosen = [
         group[select_one(features.index_select(0, kept[group].to(features.device)), group, size)]
-        for group, size in zip(groups, budgets)
+        for group, size in zip(groups, _group_budgets(groups, ctx.budget))
         if size
     ]
-    return _ascending(kept[torch.cat(chosen)], len(features))
-
-
-def _budget(ratio: float, n: int) -> int:
-    budget = int(ratio * n)  # the reference's int(ratio * N)
-    if budget == 0:
-        raise UserError(f"--coreset-ratio: {ratio} of {n} examples selects no example")
-    return budget
+    return kept[torch.cat(chosen)]
 
 
 def _generator(seed: int | None) -> torch.Generator:
@@ -483,7 +405,7 @@ def stratify(scores: torch.Tensor, strata: int) -> tuple[torch.Tensor, torch.Ten
     (docs/FAITHFULNESS.md C3). Scores at or above the top edge through float rounding fall in
     the last stratum (C4): stratum k holds edges[k] <= score < edges[k+1].
     """
-    _check_strata(strata)
+    check_strata(strata)
     strata = int(strata)
     dtype = scores.dtype if scores.is_floating_point() else torch.get_default_dtype()
     values = scores.to(dtype)
@@ -560,18 +482,162 @@ def largest_remainder(counts: torch.Tensor, budget: int) -> torch.Tensor:
     return base
 
 
+# ---- the registry entries of the built-in methods (core.methods) ---------------------------
+# D2 pruning's defaults are the D2 authors' CIFAR-10/100 command and code (FAITHFULNESS.md G2).
+D2_PARAMS = (
+    Param(
+        "d2_neighbors",
+        5,
+        "the number of neighbours",
+        kind=int,
+        low=1,
+        help="(ours) d2: neighbours per example in the kNN graph (default: 5, the D2 "
+        "authors' CIFAR command)",
+    ),
+    Param(
+        "d2_forward_gamma",
+        1.0,
+        "a kernel width",
+        low=0.0,
+        help="(ours) d2: forward message passing weighs a neighbour's importance by "
+        "exp(-gamma*distance) (default: 1.0, as the D2 code)",
+    ),
+    Param(
+        "d2_reverse_gamma",
+        0.1,
+        "a kernel width",
+        low=0.0,
+        help="(ours) d2: a pick lowers each neighbour's score by exp(-gamma*distance) times "
+        "its own (default: 0.1, the D2 authors' CIFAR command's --gamma)",
+    ),
+)
+
+
+def ranked(key: str, descending: int, order: int, group: str = "main") -> Preset:
+    """A score-ranked named method: the key's order, as the original README gives it."""
+    flags = f"--coreset-mode coreset --coreset-key {key} --data-score-descending {descending}"
+    return Preset(key, flags, group=group, order=order)
+
+
+register(
+    Method(
+        "random",
+        random_subset,
+        "uniformly at random",
+        result_name="random",
+        presets=(Preset("random", "--coreset-mode random", group="main", order=0),),
+    )
+)
+register(
+    Method(
+        "coreset",
+        score_order,
+        "the first by `--coreset-key` (descending: the largest)",
+        label="(score-ranked)",
+        inputs=(SCORES,),
+        needs_key=True,
+        # forgetting and EL2N keep the largest scores, AUM the smallest (the original README)
+        presets=(
+            ranked("forgetting", 1, 2),
+            ranked("accumulated_margin", 0, 3),
+            ranked("el2n", 1, 4),
+            ranked("entropy", 1, 5),
+            ranked("loss", 1, 9, "extra"),
+        ),
+    )
+)
+register(
+    Method(
+        "stratified",
+        ccs,
+        "CCS: the hard cut, then evenly over `--strata` score strata",
+        label="(CCS)",
+        inputs=(SCORES,),
+        default_key="accumulated_margin",
+        hard_cut=True,
+        result_name="ccs",
+        presets=(
+            Preset(
+                "ccs",
+                "--coreset-mode stratified --coreset-key accumulated_margin",
+                beta=0.3,
+                group="main",
+                order=1,
+            ),
+        ),
+    )
+)
+register(
+    Method(
+        "moderate",
+        moderate,
+        "Moderate-DS: per class, closest to the class's median score",
+        inputs=(SCORES,),
+        default_key="moderate_distance",
+        needs_targets=True,
+        result_name="moderate",
+        presets=(
+            Preset(
+                "moderate",
+                "--coreset-mode moderate --coreset-key moderate_distance",
+                group="main",
+                order=6,
+            ),
+        ),
+    )
+)
+register(
+    Method(
+        "d2",
+        d2,
+        "D2 pruning: message passing on a kNN graph of the features, after the hard cut",
+        label="(D2 pruning)",
+        inputs=(SCORES, FEATURES),
+        default_key="forgetting",
+        hard_cut=True,
+        params=D2_PARAMS,
+        result_name="d2",
+        # the D2 authors' CIFAR-10/100 command: per-class graphs of 5 neighbours, forgetting as
+        # importance, reverse gamma 0.1 (forward gamma 1 is their code's)
+        presets=(
+            Preset(
+                "d2",
+                "--coreset-mode d2 --coreset-key forgetting --data-score-descending 1 "
+                "--class-balanced 1 --d2-neighbors 5 --d2-forward-gamma 1 "
+                "--d2-reverse-gamma 0.1",
+                beta=0.4,
+                group="peer",
+                order=7,
+            ),
+        ),
+    )
+)
+register(
+    Method(
+        "kcenter",
+        kcenter,
+        "k-center greedy on the features from a random start, after the hard cut",
+        label="(k-center greedy)",
+        inputs=(SCORES, FEATURES),
+        reads_key=False,
+        hard_cut=True,
+        result_name="kcenter",
+        presets=(Preset("kcenter", "--coreset-mode kcenter", group="peer", order=8),),
+    )
+)
+
+
 __all__ = [
-    "FEATURE_MODES",
-    "HARD_CUT_MODES",
-    "MODES",
+    "Context",
     "allocate_budget",
     "check_data_score",
     "check_features",
-    "check_settings",
     "hard_cut_survivors",
+    "keys_read",
     "largest_remainder",
-    "method_name",
+    "select",
     "select_coreset",
+    "select_from_files",
     "select_from_score_file",
     "stratified_sample",
     "stratify",

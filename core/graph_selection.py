@@ -342,8 +342,12 @@ def _sketch(x, squared):
 def _sketch_distances(sketch, rows, center: int) -> torch.Tensor:
     """Lower bounds on d(x[rows], x[center]): sqrt(|P(x - c)|^2 + (|x - Px| - |c - Pc|)^2)."""
     inside, inside_squared, outside = sketch
-    within = _distances(inside.index_select(0, rows), inside_squared.index_select(0, rows),
-                        inside[center], inside_squared[center])  # fmt: skip
+    within = _distances(
+        inside.index_select(0, rows),
+        inside_squared.index_select(0, rows),
+        inside[center],
+        inside_squared[center],
+    )
     return torch.hypot(within, outside.index_select(0, rows) - outside[center])
 
 

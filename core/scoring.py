@@ -19,6 +19,7 @@ from core.models import build_model, classifier_of
 from core.run_folder import RunFolder
 from core.score_io import save_data_score
 from core.scores import inference_scores, make_data_score
+from core.settings import RunSettings
 from core.training import distributed as dist_utils
 from core.training.checkpoint import load_checkpoint
 
@@ -94,12 +95,14 @@ def _dynamics_scores(td, authors_td, data_targets, num_classes, device) -> dict:
     return dynamics_from_logs(authors_td, data_targets, num_classes, device=device).scores()
 
 
-def final_weights(state: dict, imagenet: bool) -> tuple[dict, dict | None, str | None]:
-    """(state_dict, our run's args or None, network) of a final checkpoint, ours or the
+def final_weights(state: dict, imagenet: bool) -> tuple[dict, RunSettings | None, str | None]:
+    """(state_dict, our run's settings or None, network) of a final checkpoint, ours or the
     authors': theirs name the CIFAR classifier `linear` (FAITHFULNESS T9) and prefix
-    ImageNet's keys with `module.` (nn.DataParallel); their network is read off the keys."""
+    ImageNet's keys with `module.` (nn.DataParallel); their network is read off the keys.
+    Ours record their settings (older ones their flags, which read back the same way)."""
     if "model_state_dict" not in state:
-        return state["model"], state["args"], state["args"]["network"]
+        settings = RunSettings.from_record(state.get("settings") or state["args"])
+        return state["model"], settings, settings.network
     weights = {}
     for key, value in state["model_state_dict"].items():
         key = key.removeprefix("module.")
@@ -175,10 +178,17 @@ def cifar_inference(model, data, device, normalized_inputs: bool = False) -> dic
     n = len(data.train.targets)
 
     def one_pass(mean, std, features: bool) -> dict:
-        loader = DeviceLoader(data.train.images, data.train.targets,
-                              batch_size=inference_batch_size(device),
-                              mean=mean, std=std, augment=False, shuffle=False, seed=0,
-                              device=device)  # fmt: skip
+        loader = DeviceLoader(
+            data.train.images,
+            data.train.targets,
+            batch_size=inference_batch_size(device),
+            mean=mean,
+            std=std,
+            augment=False,
+            shuffle=False,
+            seed=0,
+            device=device,
+        )
         hooked = classifier_of(model) if features else None
         return inference_scores(model, loader.epoch(0), n, feature_module=hooked)
 
@@ -197,8 +207,7 @@ def score_finished_run(
     dataset=None,
     data_dir=None,
     data_score_path=None,
-    device_flag="auto",
-    gpuid="0",
+    device,
     download=True,
     normalized_inputs=False,
     authors_td=None,
@@ -209,16 +218,15 @@ def score_finished_run(
     run = RunFolder(base_dir, task_name)
     authors_td = authors_td_path(run, authors_td, imagenet=False)
     state, td = _sources(run, authors_td, "train.py", True, allow_unvisited)
-    weights, run_args, network = final_weights(state, imagenet=False)
-    if run_args is not None and dataset is not None and dataset != run_args["dataset"]:
+    weights, trained, network = final_weights(state, imagenet=False)
+    if trained is not None and dataset is not None and dataset != trained.dataset:
         raise UserError(
-            f"--dataset {dataset}: the run in {run.dir} was trained on {run_args['dataset']}"
+            f"--dataset {dataset}: the run in {run.dir} was trained on {trained.dataset}"
         )
-    run_args = run_args or {"dataset": dataset or AUTHORS_DEFAULTS["dataset"], "data_dir": None}
-    device = dist_utils.select_device(device_flag, gpuid)
-    data_dir = data_dir or run_args["data_dir"] or AUTHORS_DEFAULTS["data_dir"]
-    data = load_dataset(run_args["dataset"], data_dir, download=download)
-    data = take_train_subset(data, run_args.get("train_subset", 0))
+    dataset = trained.dataset if trained else dataset or AUTHORS_DEFAULTS["dataset"]
+    data_dir = data_dir or (trained.data_dir if trained else None) or AUTHORS_DEFAULTS["data_dir"]
+    data = load_dataset(dataset, data_dir, download=download)
+    data = take_train_subset(data, trained.train_subset if trained else 0)
     noise = run_label_noise(run, data.train.targets)
     if noise is not None:  # loss and the score file's targets: the labels it trained on
         data = with_targets(data, noise.targets)
@@ -226,7 +234,7 @@ def score_finished_run(
     if td is not None and td["scores"]["visits"].numel() != n:
         raise UserError(
             f"{run.td} has {td['scores']['visits'].numel()} examples, the "
-            f"{run_args['dataset']} training set {n}"
+            f"{dataset} training set {n}"
         )
     dynamics = _dynamics_scores(td, authors_td, data.train.targets, data.num_classes, device)
     model = load_model(weights, network, data.num_classes, False, run.last).to(device)
@@ -273,19 +281,20 @@ def score_imagenet_run(
     run = RunFolder(base_dir, task_name)
     authors_td = authors_td_path(run, authors_td, imagenet=True)
     state, td = _sources(run, authors_td, "train_imagenet.py", False, allow_unvisited)
-    weights, run_args, network = (None, None, None)
+    weights, trained, network = (None, None, None)
     if state is not None:
-        weights, run_args, network = final_weights(state, imagenet=True)
-        if run_args is not None and "image_size" not in run_args:
+        weights, trained, network = final_weights(state, imagenet=True)
+        if trained is not None and not trained.imagenet:
             raise UserError(
                 f"the run in {run.dir} was not trained by train_imagenet.py; "
                 "score it with generate_importance_score.py"
             )
-    run_args = run_args or {"data_dir": AUTHORS_DEFAULTS["imagenet_dir"], "image_size": 224}
+    run_data_dir = trained.data_dir if trained else AUTHORS_DEFAULTS["imagenet_dir"]
+    run_image_size = trained.image_size if trained else 224
     # imported here: core.data.imagenet loads torchvision (~2 s) that CIFAR scoring never needs
     from core.data.imagenet import load_imagefolder
 
-    data = load_imagefolder(data_dir or run_args["data_dir"])
+    data = load_imagefolder(data_dir or run_data_dir)
     n = len(data.train)
     if td is not None and (
         td["scores"]["visits"].numel() != n or state["num_classes"] != data.num_classes
@@ -299,8 +308,9 @@ def score_imagenet_run(
     if weights is not None:
         model = load_model(weights, network, data.num_classes, True, run.last)
         model = model.to(device, memory_format=torch.channels_last)
-        inference = _imagenet_inference(model, data, device, image_size or run_args["image_size"],
-                                        batch_size, workers)  # fmt: skip
+        inference = _imagenet_inference(
+            model, data, device, image_size or run_image_size, batch_size, workers
+        )
     if not dist_utils.is_main():
         return None
     # after the pass: replaying 60 epoch files on rank 0 must not hold the others at a collective

@@ -1,29 +1,7 @@
-# Shared by quickstart.sh and reproduce.sh: the coreset flags of each method, as in the
-# original README (forgetting and EL2N keep the largest scores, AUM the smallest).
-# Usage: method_flags METHOD [BETA]   (BETA: the hard-cut ratio, --mis-ratio, of ccs and d2)
-METHODS="random ccs forgetting accumulated_margin el2n entropy moderate"
-# the feature-space peers (docs/FAITHFULNESS.md G rows); reproduce.sh runs them too
-PEER_METHODS="d2 kcenter"
-
-method_flags() {
-  case "$1" in
-    random) echo "--coreset-mode random" ;;
-    ccs) echo "--coreset-mode stratified --coreset-key accumulated_margin --mis-ratio ${2:-0.3}" ;;
-    forgetting) echo "--coreset-mode coreset --coreset-key forgetting --data-score-descending 1" ;;
-    accumulated_margin)
-      echo "--coreset-mode coreset --coreset-key accumulated_margin --data-score-descending 0" ;;
-    el2n) echo "--coreset-mode coreset --coreset-key el2n --data-score-descending 1" ;;
-    entropy) echo "--coreset-mode coreset --coreset-key entropy --data-score-descending 1" ;;
-    moderate) echo "--coreset-mode moderate --coreset-key moderate_distance" ;;
-    # D2 pruning with the D2 authors' CIFAR-10/100 command: per-class graphs of 5 neighbours,
-    # forgetting as importance, reverse gamma 0.1 (forward gamma 1 is their code's)
-    d2) echo "--coreset-mode d2 --coreset-key forgetting --data-score-descending 1" \
-             "--class-balanced 1 --mis-ratio ${2:-0.4} --d2-neighbors 5 --d2-forward-gamma 1" \
-             "--d2-reverse-gamma 0.1" ;;
-    kcenter) echo "--coreset-mode kcenter" ;;
-    *) echo "error: unknown method $1" >&2; return 2 ;;
-  esac
-}
+# Shared by quickstart.sh and reproduce.sh. The named methods and their coreset flags
+# (METHODS, PEER_METHODS, method_flags METHOD [BETA]) come from the method registry,
+# core/methods.py, through the generated methods_table.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/methods_table.sh"
 
 # keep fraction for a pruning rate, e.g. 0.9 -> 0.1
 keep_ratio() { awk -v r="$1" 'BEGIN { printf "%g", 1 - r }'; }

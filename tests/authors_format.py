@@ -18,8 +18,14 @@ def authors_log(n, epochs, batch, num_classes=10, seed=0):
         order = torch.randperm(n, generator=generator)
         for iteration, idx in enumerate(order.split(batch)):
             logits = 3 * torch.randn(len(idx), num_classes, generator=generator)
-            log.append({"epoch": epoch, "iteration": iteration, "idx": idx.long().clone(),
-                        "output": torch.log_softmax(logits, 1).cpu().type(torch.half)})  # fmt: skip
+            log.append(
+                {
+                    "epoch": epoch,
+                    "iteration": iteration,
+                    "idx": idx.long().clone(),
+                    "output": torch.log_softmax(logits, 1).cpu().type(torch.half),
+                }
+            )
     return log
 
 

@@ -21,8 +21,22 @@ def script_env(**extra):
 
 def tiny_train_argv(data_dir, base, task, *extra):
     """train.py on the tiny CIFAR-10 with a small network: the tests' usual run."""
-    return ["train.py", "--dataset", "cifar10", "--data-dir", data_dir, "--network", "resnet20",
-            "--batch-size", "64", "--base-dir", base, "--task-name", task, *extra]  # fmt: skip
+    return [
+        "train.py",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        data_dir,
+        "--network",
+        "resnet20",
+        "--batch-size",
+        "64",
+        "--base-dir",
+        base,
+        "--task-name",
+        task,
+        *extra,
+    ]
 
 
 def run_script(*argv, check=True, timeout=600, env=None):

@@ -60,8 +60,17 @@ def score_files(tmp_path_factory):
 
 
 # a D2 coreset run whose flags are fine but for the one each case adds
-D2_CORESET = ["--iterations", "5", "--coreset", "--coreset-mode", "d2",
-              "--data-score-path", "x.pickle", "--coreset-ratio", "0.5"]  # fmt: skip
+D2_CORESET = [
+    "--iterations",
+    "5",
+    "--coreset",
+    "--coreset-mode",
+    "d2",
+    "--data-score-path",
+    "x.pickle",
+    "--coreset-ratio",
+    "0.5",
+]
 
 CASES = {
     "lr nan": (["--epochs", "1", "--lr", "nan"], ["--lr", "nan"]),
@@ -179,8 +188,9 @@ def test_missing_features_file_says_how_it_is_made(tiny_cifar10, tmp_path, score
     flags[flags.index("coreset")] = "d2"
     proc = train(tiny_cifar10, str(tmp_path / "runs"), *flags)
     beside = os.path.join(os.path.dirname(score_files["good"]), "features-")
-    assert_user_error(proc, "features file not found", beside, "generate_importance_score.py",
-                      "--features-path")  # fmt: skip
+    assert_user_error(
+        proc, "features file not found", beside, "generate_importance_score.py", "--features-path"
+    )
     assert not os.path.exists(tmp_path / "runs")
 
 

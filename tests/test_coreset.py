@@ -7,19 +7,25 @@ import torch
 
 import core.coreset
 from core.coreset import (
-    MODES,
     allocate_budget,
     check_data_score,
-    check_settings,
     hard_cut_survivors,
     largest_remainder,
-    method_name,
     select_coreset,
     select_from_score_file,
     stratify,
 )
 from core.errors import UserError
+from core.methods import method_name, modes
 from core.score_io import save_data_score
+from core.settings import Selection
+
+MODES = modes()
+
+
+def check_settings(mode, ratio, **settings):
+    """Selection's checks, in the library's keyword form."""
+    return Selection.build(mode, ratio, **settings)
 
 
 def random_scores(n=3000, classes=10, seed=0):
@@ -464,8 +470,9 @@ def test_feature_modes_split_the_budget_equally_over_classes(mode):
     score["targets"][:2990][score["targets"][:2990] == 7] = 8  # class 7: fewer than its share
     kept = hard_cut_survivors(score, 3000, 0.3, "accumulated_margin", False)
     sizes = torch.bincount(score["targets"][kept].long(), minlength=10)
-    chosen = select_coreset(score, mode, 0.2, mis_ratio=0.3, class_balanced=True,
-                            features=features, seed=0)  # fmt: skip
+    chosen = select_coreset(
+        score, mode, 0.2, mis_ratio=0.3, class_balanced=True, features=features, seed=0
+    )
     counts = torch.bincount(score["targets"][chosen].long(), minlength=10)
     assert counts.tolist() == allocate_budget(sizes.tolist(), 600)  # as the D2 code's split
     assert counts[7] == sizes[7] and sorted(set(counts.tolist()) - {0, int(sizes[7])}) == [74, 75]
@@ -531,8 +538,10 @@ def write_run_files(tmp_path, score, features, task="all-data"):
     folder.mkdir()
     path = str(folder / f"data-score-{task}.pickle")
     save_data_score(path, score)
-    torch.save({"features": features.half(), "targets": score["targets"].long()},
-               str(folder / f"features-{task}.pt"))  # fmt: skip
+    torch.save(
+        {"features": features.half(), "targets": score["targets"].long()},
+        str(folder / f"features-{task}.pt"),
+    )
     return path
 
 
@@ -558,17 +567,20 @@ def test_select_from_score_file_features_errors(tmp_path):
     assert message.startswith(f"features file not found: {beside} (")
     assert "generate_importance_score.py" in message and "--features-path" in message
     assert "\n" not in message
-    chosen = select_from_score_file(path, mode="kcenter", ratio=0.1, targets=targets, seed=0,
-                                    features_path=elsewhere)  # fmt: skip
+    chosen = select_from_score_file(
+        path, mode="kcenter", ratio=0.1, targets=targets, seed=0, features_path=elsewhere
+    )
     assert len(chosen) == 300
     torch.save({"features": features, "targets": targets.flip(0).long()}, elsewhere)
     with pytest.raises(UserError, match="its targets differ.*features of another dataset"):
-        select_from_score_file(path, mode="kcenter", ratio=0.1, targets=targets,
-                               features_path=elsewhere)  # fmt: skip
+        select_from_score_file(
+            path, mode="kcenter", ratio=0.1, targets=targets, features_path=elsewhere
+        )
     torch.save({"weights": features}, elsewhere)
     with pytest.raises(UserError, match="holds no 'features' tensor"):
-        select_from_score_file(path, mode="kcenter", ratio=0.1, targets=targets,
-                               features_path=elsewhere)  # fmt: skip
+        select_from_score_file(
+            path, mode="kcenter", ratio=0.1, targets=targets, features_path=elsewhere
+        )
 
 
 def test_features_beside_follows_the_run_folder():

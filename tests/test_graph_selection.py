@@ -124,8 +124,9 @@ def test_d2_message_passing_and_picks_equal_dense(small_blocks, k, forward_gamma
     torch.testing.assert_close(density, expected_density, rtol=1e-12, atol=1e-12)
     picks = d2_greedy(density, graph, reverse_gamma, 150)
     assert picks == expected_picks
-    chosen = d2_select(x, importance, 150, neighbours=k, forward_gamma=forward_gamma,
-                       reverse_gamma=reverse_gamma)  # fmt: skip
+    chosen = d2_select(
+        x, importance, 150, neighbours=k, forward_gamma=forward_gamma, reverse_gamma=reverse_gamma
+    )
     assert chosen.tolist() == expected_picks
 
 
@@ -135,8 +136,9 @@ def test_d2_on_far_apart_examples_takes_the_most_important():
     importance = torch.tensor([3.0, 9, 1, 7, 5, 8, 2, 6, 4, 0] * 2) + torch.arange(20) / 100
     chosen = d2_select(x, importance, 5, neighbours=3, forward_gamma=1.0, reverse_gamma=0.1)
     assert sorted(chosen.tolist()) == sorted(importance.argsort(descending=True)[:5].tolist())
-    assert d2_select(x, importance, 25, neighbours=3, forward_gamma=1.0,
-                     reverse_gamma=0.1).tolist() == list(range(20))  # fmt: skip
+    assert d2_select(
+        x, importance, 25, neighbours=3, forward_gamma=1.0, reverse_gamma=0.1
+    ).tolist() == list(range(20))
 
 
 def test_d2_reverse_passing_spreads_the_picks():

@@ -270,14 +270,33 @@ def test_an_authors_imagenet_run_folder_is_scored_from_its_per_epoch_logs(imagef
             records = [r for r in log if r["epoch"] == epoch]
             pickle.dump({"data-name": "imagenet", "training_dynamics": records}, fh)
     score_path = str(tmp_path / "imagenet-data-score.pt")
-    argv = ["generate_importance_score_imagenet.py", "--data-dir", imagefolder, "--base-dir",
-            str(tmp_path / "imagenet"), "--task-name", "theirs", "--data-score-path", score_path,
-            "--image-size", "32", "--workers", "0"]  # fmt: skip
+    argv = [
+        "generate_importance_score_imagenet.py",
+        "--data-dir",
+        imagefolder,
+        "--base-dir",
+        str(tmp_path / "imagenet"),
+        "--task-name",
+        "theirs",
+        "--data-score-path",
+        score_path,
+        "--image-size",
+        "32",
+        "--workers",
+        "0",
+    ]
     assert "scored the authors' training dynamics" in run_script(*argv).stdout
     score = read_score(score_path)
     counts, aum, el2n = reference_dynamics(log, targets)  # EL2N: epochs 0..9, files 1..10
-    assert set(score) == {"targets", "correctness", "forgetting", "last_correctness",
-                          "accumulated_margin", "el2n", "visits"}  # fmt: skip
+    assert set(score) == {
+        "targets",
+        "correctness",
+        "forgetting",
+        "last_correctness",
+        "accumulated_margin",
+        "el2n",
+        "visits",
+    }
     assert torch.equal(score["correctness"], counts["correctness"])
     assert torch.equal(score["forgetting"], counts["forgetting"])
     assert torch.allclose(score["accumulated_margin"], aum, atol=1e-2)

@@ -9,6 +9,7 @@ from conftest import run_script
 
 from core.data.noise import corrupt_labels, resolve_label_noise
 from core.errors import UserError
+from core.score_io import load_data_score
 
 
 def test_the_flip_is_exact():
@@ -37,8 +38,9 @@ def test_flips_are_independent_of_the_coreset_draws(seed):
     scores = {"accumulated_margin": torch.linspace(0, 1, n), "targets": noise.targets}
     for mode in ("random", "stratified"):
         for coreset_seed in (0, 1, 7):
-            kept = select_coreset(scores, mode, 0.1, key="accumulated_margin", seed=coreset_seed,
-                                  num_examples=n)  # fmt: skip
+            kept = select_coreset(
+                scores, mode, 0.1, key="accumulated_margin", seed=coreset_seed, num_examples=n
+            )
             assert 0.15 < noise.share_in(kept) < 0.25, (mode, coreset_seed)
 
 
@@ -73,22 +75,43 @@ def test_a_coreset_run_follows_its_score_file(tmp_path):
     targets = torch.arange(100) % 10
     noise = corrupt_labels(targets, 10, 0.2, seed=0)
     path = _score_file(tmp_path, noise, 100)
-    followed = resolve_label_noise(None, 0, targets, 10, path)
+    scores = load_data_score(path)
+    followed = resolve_label_noise(None, 0, targets, 10, scores, path)
     assert torch.equal(followed.targets, noise.targets)
-    assert torch.equal(resolve_label_noise(0.2, 5, targets, 10, path).targets, noise.targets)
+    assert torch.equal(
+        resolve_label_noise(0.2, 5, targets, 10, scores, path).targets, noise.targets
+    )
     with pytest.raises(UserError, match="--label-noise 0.4 contradicts"):
-        resolve_label_noise(0.4, 0, targets, 10, path)
+        resolve_label_noise(0.4, 0, targets, 10, scores, path)
     with pytest.raises(UserError, match="true labels differ"):
-        resolve_label_noise(None, 0, (targets + 1) % 10, 10, path)
+        resolve_label_noise(None, 0, (targets + 1) % 10, 10, scores, path)
 
 
 @pytest.mark.slow  # runs the real scripts in subprocesses
 def test_noisy_chain_end_to_end(tiny_cifar10, tmp_path):
     base = str(tmp_path / "runs")
-    common = ["--dataset", "cifar10", "--data-dir", tiny_cifar10, "--network", "resnet20",
-              "--batch-size", "64"]  # fmt: skip
-    run_script("train.py", *common, "--epochs", "2", "--label-noise", "0.25", "--task-name",
-               "all", "--base-dir", base)  # fmt: skip
+    common = [
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        tiny_cifar10,
+        "--network",
+        "resnet20",
+        "--batch-size",
+        "64",
+    ]
+    run_script(
+        "train.py",
+        *common,
+        "--epochs",
+        "2",
+        "--label-noise",
+        "0.25",
+        "--task-name",
+        "all",
+        "--base-dir",
+        base,
+    )
     run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all")
     flips = torch.load(f"{base}/all/label-noise.pt", weights_only=True)
     assert int(flips["noisy"].sum()) == 100  # 25% of 400
@@ -100,10 +123,30 @@ def test_noisy_chain_end_to_end(tiny_cifar10, tmp_path):
     assert full["label_noise"] == full["mislabeled_share"] == 0.25
 
     score_path = f"{base}/all/data-score-all.pickle"
-    coreset = ["--iterations", "3", "--coreset", "--coreset-ratio", "0.5", "--data-score-path",
-               score_path, "--base-dir", f"{base}/c"]  # fmt: skip
-    run_script("train.py", *common, *coreset, "--task-name", "ccs", "--coreset-mode",
-               "stratified", "--coreset-key", "accumulated_margin", "--mis-ratio", "0.3")  # fmt: skip
+    coreset = [
+        "--iterations",
+        "3",
+        "--coreset",
+        "--coreset-ratio",
+        "0.5",
+        "--data-score-path",
+        score_path,
+        "--base-dir",
+        f"{base}/c",
+    ]
+    run_script(
+        "train.py",
+        *common,
+        *coreset,
+        "--task-name",
+        "ccs",
+        "--coreset-mode",
+        "stratified",
+        "--coreset-key",
+        "accumulated_margin",
+        "--mis-ratio",
+        "0.3",
+    )
     metrics = json.load(open(f"{base}/c/ccs/metrics.json"))
     indices = torch.load(f"{base}/c/ccs/coreset-indices.pt", weights_only=True)
     assert metrics["mislabeled_share"] == pytest.approx(
@@ -111,7 +154,17 @@ def test_noisy_chain_end_to_end(tiny_cifar10, tmp_path):
     )
     assert metrics["label_noise"] == 0.25  # taken from the score file, no flag given
 
-    refused = run_script("train.py", *common, *coreset, "--task-name", "r", "--coreset-mode",
-                         "random", "--label-noise", "0.1", check=False)  # fmt: skip
+    refused = run_script(
+        "train.py",
+        *common,
+        *coreset,
+        "--task-name",
+        "r",
+        "--coreset-mode",
+        "random",
+        "--label-noise",
+        "0.1",
+        check=False,
+    )
     assert refused.returncode == 2 and "contradicts" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1

@@ -254,8 +254,15 @@ def test_rerunning_a_finished_run_does_nothing(pipeline, tiny_cifar10):
 
 def test_scoring_a_coreset_run_is_refused_unless_allowed(pipeline):
     base, _ = pipeline
-    score = ["generate_importance_score.py", "--base-dir", f"{base}/random", "--task-name",
-             "random-0.1", "--data-score-path", f"{base}/random/s.pickle"]  # fmt: skip
+    score = [
+        "generate_importance_score.py",
+        "--base-dir",
+        f"{base}/random",
+        "--task-name",
+        "random-0.1",
+        "--data-score-path",
+        f"{base}/random/s.pickle",
+    ]
     refused = run_script(*score, check=False)
     assert refused.returncode == 2 and "never visited" in refused.stderr
     assert "--allow-unvisited" in refused.stderr and "Traceback" not in refused.stderr
@@ -267,20 +274,55 @@ def test_scoring_a_coreset_run_is_refused_unless_allowed(pipeline):
 @pytest.mark.parametrize(
     "mode,flags",
     [
-        ("d2", ["--coreset-key", "forgetting", "--data-score-descending", "1",
-                "--class-balanced", "1", "--mis-ratio", "0.3", "--d2-neighbors", "5"]),
+        (
+            "d2",
+            [
+                "--coreset-key",
+                "forgetting",
+                "--data-score-descending",
+                "1",
+                "--class-balanced",
+                "1",
+                "--mis-ratio",
+                "0.3",
+                "--d2-neighbors",
+                "5",
+            ],
+        ),
         ("kcenter", ["--mis-ratio", "0.3"]),
     ],
-)  # fmt: skip
+)
 def test_feature_space_peers_run_from_the_scored_run(pipeline, tiny_cifar10, mode, flags):
     """--coreset-mode d2 / kcenter read features-all-data.pt beside the score file."""
     base, _ = pipeline
     score_path = f"{base}/all-data/data-score-all-data.pickle"
-    argv = ["train.py", "--iterations", "12", "--dataset", "cifar10", "--data-dir", tiny_cifar10,
-            "--network", "resnet20", "--batch-size", "64"]  # fmt: skip
-    argv += ["--task-name", f"{mode}-0.1", "--base-dir", f"{base}/{mode}", "--coreset",
-             "--coreset-mode", mode, "--data-score-path", score_path, "--coreset-ratio", "0.1",
-             *flags]  # fmt: skip
+    argv = [
+        "train.py",
+        "--iterations",
+        "12",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        tiny_cifar10,
+        "--network",
+        "resnet20",
+        "--batch-size",
+        "64",
+    ]
+    argv += [
+        "--task-name",
+        f"{mode}-0.1",
+        "--base-dir",
+        f"{base}/{mode}",
+        "--coreset",
+        "--coreset-mode",
+        mode,
+        "--data-score-path",
+        score_path,
+        "--coreset-ratio",
+        "0.1",
+        *flags,
+    ]
     run_script(*argv)
     run = f"{base}/{mode}/{mode}-0.1"
     metrics = json.load(open(f"{run}/metrics.json"))
@@ -309,12 +351,32 @@ def test_a_plain_pickle_named_pt_drives_a_coreset_run(tiny_cifar10, tmp_path):
         pickle.dump(score, fh)
     run_script(
         "train.py",
-        "--dataset", "cifar10", "--data-dir", tiny_cifar10, "--network", "resnet20",
-        "--batch-size", "64", "--iterations", "2", "--task-name", "el2n-x",
-        "--base-dir", str(tmp_path), "--coreset", "--coreset-mode", "coreset",
-        "--data-score-path", str(tmp_path / "x.pt"), "--coreset-key", "el2n",
-        "--coreset-ratio", "0.1", "--data-score-descending", "1",
-    )  # fmt: skip
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        tiny_cifar10,
+        "--network",
+        "resnet20",
+        "--batch-size",
+        "64",
+        "--iterations",
+        "2",
+        "--task-name",
+        "el2n-x",
+        "--base-dir",
+        str(tmp_path),
+        "--coreset",
+        "--coreset-mode",
+        "coreset",
+        "--data-score-path",
+        str(tmp_path / "x.pt"),
+        "--coreset-key",
+        "el2n",
+        "--coreset-ratio",
+        "0.1",
+        "--data-score-descending",
+        "1",
+    )
     chosen = torch.load(tmp_path / "el2n-x" / "coreset-indices.pt", weights_only=True)
     assert torch.equal(chosen, el2n.argsort(descending=True)[:40].sort().values)
 
@@ -347,8 +409,16 @@ def test_entropy_and_loss_are_the_reference_pass_of_the_final_model(pipeline, ti
 
     # --normalized-scoring-inputs: the pass on the images the model was trained on
     out = f"{base}/all-data/normalised.pickle"
-    run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all-data",
-               "--data-score-path", out, "--normalized-scoring-inputs")  # fmt: skip
+    run_script(
+        "generate_importance_score.py",
+        "--base-dir",
+        base,
+        "--task-name",
+        "all-data",
+        "--data-score-path",
+        out,
+        "--normalized-scoring-inputs",
+    )
     with open(out, "rb") as fh:
         normalised = pickle.load(fh)
     assert not torch.allclose(normalised["entropy"], entropy, atol=1e-2)  # they differ
@@ -356,8 +426,11 @@ def test_entropy_and_loss_are_the_reference_pass_of_the_final_model(pipeline, ti
     std = torch.tensor(data.std).view(1, 3, 1, 1)
     with torch.no_grad():
         logits = model((data.train.images.float() / 255 - mean) / std)
-    assert torch.allclose(normalised["loss"], torch.nn.functional.cross_entropy(
-        logits, data.train.targets, reduction="none"), atol=1e-4)  # fmt: skip
+    assert torch.allclose(
+        normalised["loss"],
+        torch.nn.functional.cross_entropy(logits, data.train.targets, reduction="none"),
+        atol=1e-4,
+    )
     # features (Moderate-DS) come from the normalised images either way
     assert torch.equal(normalised["moderate_distance"], score["moderate_distance"])
     for key in ("forgetting", "accumulated_margin", "el2n"):
@@ -380,9 +453,17 @@ def test_an_authors_run_folder_is_scored_by_the_readme_command(tiny_cifar10, tmp
     log = authors_log(400, 3, 128)
     with open(run / "td-all-data.pickle", "wb") as fh:
         pickle.dump({"data-name": "cifar10", "training_dynamics": log}, fh)
-    proc = run_script("generate_importance_score.py", "--gpuid", "0", "--base-dir",
-                      str(tmp_path / "cifar10"), "--task-name", "all-data",
-                      "--data-dir", tiny_cifar10)  # fmt: skip
+    proc = run_script(
+        "generate_importance_score.py",
+        "--gpuid",
+        "0",
+        "--base-dir",
+        str(tmp_path / "cifar10"),
+        "--task-name",
+        "all-data",
+        "--data-dir",
+        tiny_cifar10,
+    )
     assert "scored the authors' training dynamics" in proc.stdout
     with open(run / "data-score-all-data.pickle", "rb") as fh:
         score = pickle.load(fh)
@@ -396,3 +477,51 @@ def test_an_authors_run_folder_is_scored_by_the_readme_command(tiny_cifar10, tmp
     entropy, loss = reference_entropy_and_loss(model, data.train.images, data.train.targets)
     assert torch.allclose(score["entropy"], entropy, atol=1e-4)
     assert torch.allclose(score["loss"], loss, atol=1e-4)
+
+
+def test_a_method_added_in_examples_runs_through_train_py_and_the_report(
+    pipeline, tiny_cifar10, tmp_path
+):
+    """examples/toy_method.py registers one function and one entry; train.py's flags, the
+    selection and the report take it from there."""
+    base, _ = pipeline
+    score = f"{base}/all-data/data-score-all-data.pickle"
+    out = str(tmp_path / "kth")
+    argv = [
+        "examples/toy_method.py",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        tiny_cifar10,
+        "--network",
+        "resnet20",
+        "--batch-size",
+        "64",
+        "--iterations",
+        "7",
+        "--task-name",
+        "kth",
+        "--base-dir",
+        out,
+        "--coreset",
+        "--coreset-mode",
+        "every_kth",
+        "--data-score-path",
+        score,
+        "--coreset-ratio",
+        "0.25",
+        "--every-kth-offset",
+        "1",
+    ]
+    run_script(*argv)
+    metrics = json.load(open(f"{out}/kth/metrics.json"))
+    assert metrics["method"] == "every_kth" and metrics["coreset_size"] == 100
+    assert metrics["coreset"]["every_kth_offset"] == 1
+    # every 4th along the AUM order, from position 1
+    aum = pickle.load(open(score, "rb"))["accumulated_margin"]
+    expected = aum.argsort(stable=True)[1::4].sort().values
+    assert torch.equal(torch.load(f"{out}/kth/coreset-indices.pt"), expected)
+    bad = run_script(*argv[:-1], "-1", check=False)
+    assert bad.returncode == 2 and "--every-kth-offset" in bad.stderr
+    report = run_script("-m", "core.report", out, "--out", str(tmp_path / "report"))
+    assert "every_kth" in report.stdout

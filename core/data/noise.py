@@ -10,7 +10,6 @@ import hashlib
 import torch
 
 from core.errors import UserError
-from core.score_io import load_data_score
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,14 +86,20 @@ def with_targets(bundle, targets: torch.Tensor):
 
 
 def resolve_label_noise(
-    rate: float | None, seed: int, targets: torch.Tensor, num_classes: int, score_path: str | None
+    rate: float | None,
+    seed: int,
+    targets: torch.Tensor,
+    num_classes: int,
+    score_data: dict | None,
+    score_path: str | None,
 ) -> LabelNoise | None:
-    """The labels a run trains on. A coreset run follows its score file's run (so a study
-    trains every coreset on the labels its scores came from); --label-noise, if also given,
-    must agree with it. Otherwise --label-noise RATE corrupts the labels afresh."""
+    """The labels a run trains on. A coreset run follows its score file's run (`score_data`,
+    read from `score_path`; so a study trains every coreset on the labels its scores came
+    from); --label-noise, if also given, must agree with it. Otherwise --label-noise RATE
+    corrupts the labels afresh."""
     from_file = None
-    if score_path is not None:
-        from_file = noise_from_score_file(load_data_score(score_path), targets, score_path)
+    if score_data is not None:
+        from_file = noise_from_score_file(score_data, targets, score_path)
     if from_file is not None:
         if rate is not None and round(rate * len(targets)) != int(from_file.noisy.sum()):
             raise UserError(

@@ -30,8 +30,9 @@ def _save_figure(fig, path: str) -> None:
 # ----------------------------------------------------------------------------- accuracy.png
 
 
-def _draw_accuracy(ax, name: str, runs: list[dict], field="best_acc", what="best test accuracy",
-                   full="full data") -> None:  # fmt: skip
+def _draw_accuracy(
+    ax, name: str, runs: list[dict], field="best_acc", what="best test accuracy", full="full data"
+) -> None:
     """``field`` (a fraction, drawn in %) vs pruning rate, one line per method; the full-data
     run's value as a dashed line."""
     known = cells(runs, field)

@@ -7,24 +7,13 @@ import math
 import os
 from collections import defaultdict
 
+from core import methods
 from core.errors import UserError
 from core.provenance import git_commit
 from core.run_folder import RunFolder
 
-METHOD_ORDER = (
-    "full",
-    "random",
-    "ccs",
-    "moderate",
-    "d2",
-    "kcenter",
-    "forgetting",
-    "accumulated_margin",
-    "el2n",
-    "entropy",
-    "loss",
-)
-HARD_CUT = ("ccs", "d2", "kcenter")
+METHOD_ORDER = methods.result_order()
+HARD_CUT = tuple(m.result_name for m in methods.METHODS.values() if m.hard_cut and m.result_name)
 RANKED = ("forgetting", "accumulated_margin", "el2n", "entropy", "loss")  # score-ranked modes
 REQUIRED_KEYS = ("method", "pruning_rate", "best_acc")
 SUMMARY_KEYS = (
@@ -129,9 +118,7 @@ def _run_entry(metrics: dict, folder: str, base_dir: str) -> dict:
         mis_ratio=float(info.get("mis_ratio") or 0.0) if method in HARD_CUT else 0.0,
         # d2 and kcenter are per class in the scripts (their authors' setting): no suffix
         label=method
-        + (
-            " class-balanced" if info.get("class_balanced") and method in RANKED else ""
-        ),  # fmt: skip
+        + (" class-balanced" if info.get("class_balanced") and method in RANKED else ""),
         run_dir=os.path.relpath(folder, base_dir),
         aucpr=None,
         abs_dir=folder,

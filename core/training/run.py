@@ -1,19 +1,12 @@
-"""What a training script does around the Trainer: precision, seeding, placing the model, and
-the run folder's final outputs (metrics.json, the dynamics file, the coreset indices)."""
+"""What a run does around the Trainer: precision, seeding and placing the model. (The run path
+itself, with the run folder's outputs, is core.experiment.)"""
 
 import random
 
 import numpy as np
 import torch
 
-from core.coreset import method_name
-from core.data.noise import LabelNoise
-from core.fileio import atomic_json_dump, atomic_torch_save
-from core.provenance import provenance
-from core.run_folder import RunFolder
-from core.scores import TrainingDynamics
 from core.training import distributed as dist_utils
-from core.training.runlog import RunLog
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
@@ -60,47 +53,3 @@ def place_model(model: torch.nn.Module, device, compile_model: bool = False) -> 
 # partial batch would instead recompile into a dynamic-shape graph that then serves every
 # batch, without kernels specialised to the batch size.
 COMPILE_OPTIONS = {"dynamic": False}
-
-
-def write_outputs(
-    run: RunFolder,
-    result: dict,
-    record: dict,
-    *,
-    indices: torch.Tensor | None,
-    train_size: int,
-    dynamics: TrainingDynamics | None,
-    device,
-    noise: LabelNoise | None = None,
-) -> dict | None:
-    """metrics.json, the dynamics file and the coreset indices (rank 0 only), then the log's
-    last line. ``result`` is what ``Trainer.fit`` returned, ``record`` ``cli.run_record``."""
-    if not dist_utils.is_main():
-        return None
-    if dynamics is not None:
-        scores = {"scores": dynamics.scores(), "epochs": result["epochs"]}
-        atomic_torch_save(dict(scores, el2n_epochs=dynamics.el2n_epochs), run.td)
-    if indices is not None:
-        atomic_torch_save(indices.clone(), run.indices)
-    if noise is not None:
-        flips = {"targets": noise.targets, "true_targets": noise.true_targets, "noisy": noise.noisy}
-        atomic_torch_save(flips, run.label_noise)
-    coreset = record["coreset"]
-    metrics = {
-        "method": "full" if coreset is None else method_name(coreset["mode"], coreset["key"]),
-        "pruning_rate": 0.0 if coreset is None else round(1.0 - coreset["ratio"], 6),
-        "coreset_size": train_size if indices is None else int(indices.numel()),
-        "train_size": train_size,
-        # the dataset's share of flipped labels, and the share among the examples trained on
-        "label_noise": None if noise is None else noise.rate,
-        "mislabeled_share": None if noise is None else noise.share_in(indices),
-        **result,
-        **record,
-        **provenance(device),
-    }
-    atomic_json_dump(metrics, run.metrics)
-    RunLog(run.log).info(
-        f"done: best acc {result['best_acc']:.4f}, last acc {result['last_acc']:.4f}, "
-        f"{result['images_per_s']:,.0f} img/s; outputs in {run.dir}"
-    )
-    return metrics

@@ -94,6 +94,9 @@ class Trainer:
         self.progress = progress and dist_utils.is_main()
         self.main = dist_utils.is_main()
         self._stop_signal = None
+        self._stop_vote = None  # made at the first vote, once the process group exists
+        self._last_save = time.monotonic()
+        self._last_line = 0.0  # epoch lines: every test and the last, others every 10 s
         self.position = {"iteration": 0, "epoch": 0, "batch": 0}
         self.best_acc, self.last_acc, self.history = 0.0, None, []
         self.train_time_s, self.images_seen = 0.0, 0
@@ -166,7 +169,7 @@ class Trainer:
             return self._stop_signal is not None
         if iteration % 25:
             return False
-        if getattr(self, "_stop_vote", None) is None:  # made here: the group exists by now
+        if self._stop_vote is None:
             self._stop_vote = dist_utils.StopVote(self.device)
         return self._stop_vote.vote(self._stop_signal is not None)
 
@@ -179,62 +182,13 @@ class Trainer:
         metrics.json; raises Interrupted (checkpoint written) after SIGINT/SIGTERM."""
         per_epoch = len(self.train_loader)
         total_epochs = math.ceil(total_iterations / per_epoch)
-        planned = total_epochs * per_epoch
-        if self.position["iteration"] > 0:
-            self._say(
-                f"resuming {self.run.dir} at iteration {self.position['iteration']}/{planned}"
-            )
-        else:
-            overshoot = "" if planned == total_iterations else f" for {total_iterations}"
-            self._say(
-                f"training {self.what}, {planned} iterations{overshoot} ({total_epochs} epochs "
-                f"of {per_epoch}), {self.device}, {self.precision}"
-                + (f" ({self.precision_why})" if self.precision_why else "")
-                + f", {torch.get_num_threads()} thread(s), {dist_utils.world_size()} process(es)"
-            )
+        self._announce(total_iterations, total_epochs, per_epoch)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._last_save = time.monotonic()
-        bar = Progress(planned, self.position["iteration"], enabled=self.progress)
-        last_line = 0.0  # epoch lines: every test and the last, others at most every 10 s
+        bar = Progress(total_epochs * per_epoch, self.position["iteration"], enabled=self.progress)
         try:
             while self.position["epoch"] < total_epochs:
-                epoch = self.position["epoch"]
-                loss_sum, correct, seen = self.train_one_epoch(bar)
-                # A checkpoint is due by rank 0's clock alone: saving is a collective (the
-                # dynamics all-reduce), so every rank must decide alike.
-                due = self.main and time.monotonic() - self._last_save >= self.checkpoint_interval_s
-                stats = torch.stack(
-                    [
-                        loss_sum.float(),
-                        correct.float(),
-                        torch.tensor(float(due), device=self.device),
-                    ]
-                )
-                dist_utils.all_reduce_sum_(stats)
-                loss_v, correct_v, due_v = stats.tolist()  # host sync, once per epoch
-                seen_all = max(1, seen * dist_utils.world_size())
-                finished = self.position["epoch"] >= total_epochs
-                # the reference's test points (0-based epochs; it also tests once after the
-                # loop, the same model as after the last epoch, so no second entry here)
-                test_epoch = epoch % epochs_per_test == 0
-                line = (
-                    f"epoch {epoch + 1}/{total_epochs} it {self.position['iteration']}/"
-                    f"{planned} loss {loss_v / seen_all:.4f} train-acc "
-                    f"{correct_v / seen_all:.4f} lr {self.optimizer.param_groups[0]['lr']:.5f}"
-                )
-                if finished or test_epoch:
-                    accs = self._test()
-                    line += " | test " + " ".join(
-                        f"top{k} {a:.4f}" for k, a in zip(self.topk, accs)
-                    )
-                    line += f" (best {self.best_acc:.4f})"
-                rate = self.images_seen / max(self.train_time_s, 1e-9)
-                bar.set_rate(f"{rate:,.0f} img/s")
-                if finished or test_epoch or time.monotonic() - last_line >= EPOCH_LOG_INTERVAL_S:
-                    self._say(line + f" | {rate:,.0f} img/s")
-                    last_line = time.monotonic()
-                if not finished and (due_v > 0 or test_epoch):
-                    self.save_last()
+                self._one_epoch(bar, total_epochs, epochs_per_test)
         except Interrupted as stop:
             self._say(
                 f"interrupted at iteration {stop.args[0]}; checkpoint saved in {self.run.dir}; "
@@ -247,6 +201,55 @@ class Trainer:
                 signal.signal(s, handler)
         self.save_last(finished=True)
         return self.result(total_iterations, total_epochs)
+
+    def _announce(self, total_iterations, total_epochs, per_epoch):
+        planned = total_epochs * per_epoch
+        if self.position["iteration"] > 0:
+            self._say(
+                f"resuming {self.run.dir} at iteration {self.position['iteration']}/{planned}"
+            )
+            return
+        overshoot = "" if planned == total_iterations else f" for {total_iterations}"
+        why = f" ({self.precision_why})" if self.precision_why else ""
+        self._say(
+            f"training {self.what}, {planned} iterations{overshoot} ({total_epochs} epochs of "
+            f"{per_epoch}), {self.device}, {self.precision}{why}, {torch.get_num_threads()} "
+            f"thread(s), {dist_utils.world_size()} process(es)"
+        )
+
+    def _one_epoch(self, bar, total_epochs, epochs_per_test):
+        """One epoch, then its summary (one host sync), test, log line and checkpoint."""
+        epoch = self.position["epoch"]
+        loss_sum, correct, seen = self.train_one_epoch(bar)
+        # A checkpoint is due by rank 0's clock alone: saving is a collective (the dynamics
+        # all-reduce), so every rank must decide alike.
+        due = self.main and time.monotonic() - self._last_save >= self.checkpoint_interval_s
+        due_tensor = torch.tensor(float(due), device=self.device)
+        stats = torch.stack([loss_sum.float(), correct.float(), due_tensor])
+        dist_utils.all_reduce_sum_(stats)
+        loss_v, correct_v, due_v = stats.tolist()  # host sync, once per epoch
+        seen_all = max(1, seen * dist_utils.world_size())
+        finished = self.position["epoch"] >= total_epochs
+        # the reference's test points (0-based epochs; it also tests once after the loop, the
+        # same model as after the last epoch, so no second entry here)
+        test_epoch = epoch % epochs_per_test == 0
+        planned = total_epochs * len(self.train_loader)
+        line = (
+            f"epoch {epoch + 1}/{total_epochs} it {self.position['iteration']}/{planned} loss "
+            f"{loss_v / seen_all:.4f} train-acc {correct_v / seen_all:.4f} lr "
+            f"{self.optimizer.param_groups[0]['lr']:.5f}"
+        )
+        if finished or test_epoch:
+            accs = self._test()
+            line += " | test " + " ".join(f"top{k} {a:.4f}" for k, a in zip(self.topk, accs))
+            line += f" (best {self.best_acc:.4f})"
+        rate = self.images_seen / max(self.train_time_s, 1e-9)
+        bar.set_rate(f"{rate:,.0f} img/s")
+        if finished or test_epoch or time.monotonic() - self._last_line >= EPOCH_LOG_INTERVAL_S:
+            self._say(line + f" | {rate:,.0f} img/s")
+            self._last_line = time.monotonic()
+        if not finished and (due_v > 0 or test_epoch):
+            self.save_last()
 
     def train_one_epoch(self, bar):
         """From the current position to the end of its epoch (whole epochs, as the reference):

@@ -1,0 +1,193 @@
+"""The one run path of train.py and train_imagenet.py: settings in, a finished run folder out.
+
+    settings ──> run folder (claimed, resumed or fresh) ──> data ──> labels (noise) ──> coreset
+             ──> loaders, model ──> Trainer.fit ──> outputs (metrics.json, dynamics, indices)
+
+What differs between the CIFAR family and ImageNet is a `DataFamily`: how the data are loaded,
+which loaders and model they get, and the optimiser's constants. Everything else is here, once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from core.coreset import select_from_files
+from core.data.noise import LabelNoise, resolve_label_noise, with_targets
+from core.fileio import atomic_json_dump, atomic_torch_save
+from core.provenance import provenance
+from core.run_folder import RunFolder, claim_run_folder
+from core.score_io import load_data_score
+from core.scores import TrainingDynamics
+from core.settings import RunSettings
+from core.training import distributed as dist_utils
+from core.training.checkpoint import already_finished, resume_state
+from core.training.optim import build_scheduler, build_sgd, total_iterations
+from core.training.run import place_model, resolve_precision, seed_everything
+from core.training.runlog import RunLog
+from core.training.trainer import Interrupted, Trainer
+
+
+@dataclass(frozen=True)
+class DataFamily:
+    """What a launcher supplies: `load(settings) -> data` (with `.num_classes` and the training
+    labels as `targets(data)`), `loaders(data, settings, indices, device) -> (train, test)`,
+    `model(settings, num_classes)`, the SGD constants and the test's top-k. `follows_noise`:
+    whether its data can carry label noise (the CIFAR family)."""
+
+    name: Callable[[RunSettings], str]
+    load: Callable
+    targets: Callable
+    loaders: Callable
+    model: Callable
+    weight_decay: float
+    nesterov: bool
+    topk: tuple = (1,)
+    follows_noise: bool = False
+    prepare: Callable[[RunSettings], RunSettings] = lambda settings: settings
+
+
+def train_run(settings: RunSettings, family: DataFamily) -> int:
+    """Train (or resume, or find finished) the run `settings` describe; the exit code."""
+    started = time.time()
+    device = dist_utils.start_process(settings.device, settings.gpuid)
+    settings = family.prepare(settings)  # values decided once the process is placed
+    run = RunFolder(settings.base_dir, settings.task_name)
+    claim_run_folder(run)  # one process per run folder
+    fingerprint = dict(settings.fingerprint(), world_size=dist_utils.world_size())
+    state = resume_state(run, fingerprint, settings.no_resume)
+    if already_finished(run, state):
+        return 0
+
+    data = family.load(settings)
+    score_data = _read_score_file(settings)  # once: the labels and the selection read it
+    data, noise = _labels(settings, family, data, score_data)
+    targets = family.targets(data)
+    indices = None
+    if settings.selection is not None:
+        indices = select_from_files(
+            settings.selection, targets=targets, seed=settings.seed, data_score=score_data
+        )
+    seed_everything(settings.seed)  # the same on every rank: DDP starts from rank 0's weights
+    train_loader, test_loader = family.loaders(data, settings, indices, device)
+    model = place_model(family.model(settings, data.num_classes), device, settings.compile)
+    optimizer = build_sgd(
+        model, settings.lr, weight_decay=family.weight_decay, nesterov=family.nesterov
+    )
+    total = total_iterations(settings.epochs, settings.iterations, len(train_loader))
+    scheduler = build_scheduler(optimizer, settings.scheduler, total, len(train_loader))
+    n = len(targets)
+    dynamics = None if settings.ignore_td else TrainingDynamics(n, data.num_classes, device=device)
+    used = n if indices is None else len(indices)
+    precision, precision_why = resolve_precision(settings.precision, device)
+    trainer = Trainer(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=train_loader,
+        test_loader=test_loader,
+        device=device,
+        run=run,
+        dynamics=dynamics,
+        topk=family.topk,
+        precision=precision,
+        precision_why=precision_why,
+        log=RunLog(run.log),
+        checkpoint_interval_s=settings.checkpoint_interval,
+        started=started,
+        state_extra={
+            "fingerprint": fingerprint,
+            "settings": settings.record(),
+            "num_classes": data.num_classes,
+        },
+        what=f"{settings.network} on {family.name(settings)}: {used}/{n} examples",
+    )
+    if state is not None:
+        trainer.load_state_dict(state)
+    try:
+        result = trainer.fit(total, max(1, settings.iterations_per_testing // len(train_loader)))
+    except Interrupted:
+        return 130
+    write_outputs(
+        run,
+        result,
+        settings,
+        indices=indices,
+        train_size=n,
+        dynamics=dynamics,
+        device=device,
+        noise=noise,
+    )
+    return 0
+
+
+def _read_score_file(settings: RunSettings) -> dict | None:
+    selection = settings.selection
+    if selection is None or selection.data_score_path is None:
+        return None
+    return load_data_score(selection.data_score_path)
+
+
+def _labels(settings: RunSettings, family: DataFamily, data, score_data) -> tuple:
+    """(data, noise): the data with the labels the run trains on. A coreset run follows its
+    score file's run; --label-noise corrupts them afresh (core.data.noise)."""
+    if not family.follows_noise:
+        return data, None
+    path = settings.selection.data_score_path if settings.selection else None
+    noise = resolve_label_noise(
+        settings.label_noise,
+        settings.label_noise_seed,
+        family.targets(data),
+        data.num_classes,
+        score_data,
+        path,
+    )
+    return (data if noise is None else with_targets(data, noise.targets)), noise
+
+
+def write_outputs(
+    run: RunFolder,
+    result: dict,
+    settings: RunSettings,
+    *,
+    indices: torch.Tensor | None,
+    train_size: int,
+    dynamics: TrainingDynamics | None,
+    device,
+    noise: LabelNoise | None = None,
+) -> dict | None:
+    """metrics.json, the dynamics file and the coreset indices (rank 0 only), then the log's
+    last line. ``result`` is what ``Trainer.fit`` returned."""
+    if not dist_utils.is_main():
+        return None
+    if dynamics is not None:
+        scores = {"scores": dynamics.scores(), "epochs": result["epochs"]}
+        atomic_torch_save(dict(scores, el2n_epochs=dynamics.el2n_epochs), run.td)
+    if indices is not None:
+        atomic_torch_save(indices.clone(), run.indices)
+    if noise is not None:
+        flips = {"targets": noise.targets, "true_targets": noise.true_targets, "noisy": noise.noisy}
+        atomic_torch_save(flips, run.label_noise)
+    selection = settings.selection
+    metrics = {
+        "method": "full" if selection is None else selection.name,
+        "pruning_rate": 0.0 if selection is None else round(1.0 - selection.ratio, 6),
+        "coreset_size": train_size if indices is None else int(indices.numel()),
+        "train_size": train_size,
+        # the dataset's share of flipped labels, and the share among the examples trained on
+        "label_noise": None if noise is None else noise.rate,
+        "mislabeled_share": None if noise is None else noise.share_in(indices),
+        **result,
+        **settings.metrics_record(),
+        "args": settings.record(),
+        **provenance(device),
+    }
+    atomic_json_dump(metrics, run.metrics)
+    RunLog(run.log).info(
+        f"done: best acc {result['best_acc']:.4f}, last acc {result['last_acc']:.4f}, "
+        f"{result['images_per_s']:,.0f} img/s; outputs in {run.dir}"
+    )
+    return metrics
