@@ -158,11 +158,15 @@ class WindowScores:
         dual_windows = min(epoch, cfg["dual_epochs"] - 1) - cfg["dual_window"] + 2
         out = {
             "accumulated_margin_logits": sums[0],
-            "dyn_unc": acc["dyn_unc_sum"] / max(1, dyn_windows),
-            "dual": acc["dual_sum"] / max(1, dual_windows),
             "dual_mean_prob": sums[1] / max(1, min(epoch + 1, cfg["dual_epochs"])),
         }
-        if cfg["tdds"]:
+        # a score with no complete window yet is left out, not written as zeros that a
+        # selection would take for measurements (a run shorter than the window)
+        if dyn_windows >= 1:
+            out["dyn_unc"] = acc["dyn_unc_sum"] / dyn_windows
+        if dual_windows >= 1:
+            out["dual"] = acc["dual_sum"] / dual_windows
+        if cfg["tdds"] and epoch >= cfg["tdds_window"] - 1:
             out["tdds"] = acc["tdds"].clone()
         return out
 

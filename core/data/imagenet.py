@@ -221,19 +221,24 @@ class ImageFolderLoader:
         workers: int = 0,
         channels_last: bool = False,
         persistent_workers: bool = True,
+        epoch_subsets=None,
     ):
         if not 0 <= rank < world_size or batch_size < world_size:
             raise UserError(
                 f"batch size {batch_size} and rank {rank} do not fit {world_size} process(es)"
             )
+        if epoch_subsets is not None and indices is not None:
+            raise ValueError("give indices or epoch_subsets, not both")
         self.index = _subset_index(indices, len(images))
-        if len(self.index) < world_size:
-            raise UserError(f"{len(self.index)} examples are too few for {world_size} rank(s)")
+        self.epoch_subsets = epoch_subsets  # as DeviceLoader's: a subset per epoch (RS2)
+        size = len(self.index) if epoch_subsets is None else int(epoch_subsets.size)
+        if size < world_size:
+            raise UserError(f"{size} examples are too few for {world_size} rank(s)")
         self.device = torch.device(device)
         self.shuffle, self.seed, self.augment = shuffle, seed, augment
         self.rank, self.world_size = rank, world_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self._bounds = batch_bounds(len(self.index), batch_size, world_size)
+        self._bounds = batch_bounds(size, batch_size, world_size)
         transform = train_transform(image_size) if augment else test_transform(image_size)
         self._sampler = _EpochBatches()
         self._loader = torch.utils.data.DataLoader(
@@ -264,9 +269,10 @@ class ImageFolderLoader:
     def batches(self, epoch: int) -> list:
         """This rank's batches of ``epoch``: lists of (dataset position, augmentation seed)."""
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        n = len(self.index)
+        index = self.index if self.epoch_subsets is None else self.epoch_subsets.indices(epoch)
+        n = len(index)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
-        positions = self.index[order].tolist()
+        positions = index[order].tolist()
         base = epoch_seed(self.seed, epoch) if self.augment else 0
         return [
             [
