@@ -127,7 +127,7 @@ def select_coreset(
     random: uniform. coreset: first by `key` (descending keeps the largest; class_balanced
     keeps int(n_c*ratio) per class). stratified (CCS): drop int(mis_ratio*N) by `mis_key`,
     then sample evenly over `strata` equal-width score strata. moderate: per class, the
-    examples whose `key` is closest to the class median. d2 (D2 pruning) and kcenter
+    band of examples ranked around the class's median rank by `key`. d2 (D2 pruning) and kcenter
     (k-center greedy) select on `features` ([N, D], e.g. the penultimate features of the
     scoring run) after the same hard cut as CCS: d2 over a kNN graph of d2_neighbors
     neighbours with `key` as importance (descending: larger is more important; the default
@@ -533,18 +533,19 @@ def stratified_sample(
 
 
 def _moderate(score, targets, budget: int) -> torch.Tensor:
-    """Moderate-DS: per class, the examples whose score is closest to the class's median."""
+    """Moderate-DS within each class: rank the class by `score` (ascending, ties to the lower
+    index) and keep the band of its budget around the median rank, dropping
+    floor((n_c - b_c) / 2) ranks below the band and the rest above it. The authors'
+    get_prune_idx keeps such a band of all examples at once (docs/FAITHFULNESS.md C9);
+    the budgets b_c are largest_remainder's split of `budget` (C10)."""
     _, group, counts = torch.unique(targets, return_inverse=True, return_counts=True)
     by_score = _stable_order(score, False)
     grouped = by_score[_stable_order(group[by_score], False)]  # by class, then score
-    starts = torch.cumsum(counts, 0) - counts
-    sorted_score = score.double()[grouped]
-    median = (sorted_score[starts + (counts - 1) // 2] + sorted_score[starts + counts // 2]) / 2
-    distance = (score.double() - median[group]).abs()
-    by_distance = _stable_order(distance, False)
-    grouped = by_distance[_stable_order(group[by_distance], False)]
-    keep = largest_remainder(counts, budget).tolist()
-    return _ascending(_first_per_group(grouped, counts, keep), len(score))
+    keep = largest_remainder(counts, budget)
+    below = ((counts - keep) // 2).repeat_interleave(counts)  # ranks dropped under the band
+    rank = torch.arange(len(grouped)) - (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
+    in_band = (rank >= below) & (rank < below + keep.repeat_interleave(counts))
+    return _ascending(grouped[in_band], len(score))
 
 
 def largest_remainder(counts: torch.Tensor, budget: int) -> torch.Tensor:
