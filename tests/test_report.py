@@ -448,3 +448,35 @@ def test_two_runs_of_one_row_and_seed_stop_the_report_in_one_line(base, capsys):
     assert err[0].startswith("error: runs random-50-s0 and random-50-s0-again are one row")
     assert "same seed 0" in err[0] and "differ only in --device, --iterations" in err[0]
     assert not (base / "table.md").exists()
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_report_exits_130_in_one_line_and_leaves_no_temporary(
+    base, tmp_path, monkeypatch, capsys, how
+):
+    import signal
+
+    from core.fileio import atomic_write
+    from core.report import build
+
+    def interrupted_figure(runs, path):
+        def write(fh):
+            fh.write(b"half a png")
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at the next bytecode
+            for _ in range(1000):
+                fh.write(b".")
+
+        atomic_write(path, write)
+
+    monkeypatch.setattr(build, "plot_accuracy", interrupted_figure)
+    handler = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        report.main([str(base), "--out", str(out)])
+    assert stop.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: interrupted (the report's files are only ever written whole)"]
+    assert sorted(os.listdir(out)) == ["summary.json", "table.md"]  # no accuracy.png, no *.tmp
+    assert signal.getsignal(signal.SIGTERM) is handler
