@@ -480,3 +480,23 @@ def test_an_interrupted_report_exits_130_in_one_line_and_leaves_no_temporary(
     assert err == ["error: interrupted (the report's files are only ever written whole)"]
     assert sorted(os.listdir(out)) == ["summary.json", "table.md"]  # no accuracy.png, no *.tmp
     assert signal.getsignal(signal.SIGTERM) is handler
+
+
+@pytest.mark.slow  # runs python -m core.report in a subprocess
+def test_sigterm_while_importing_or_reporting_is_one_line_and_exit_130(base, tmp_path):
+    """A second after the start the command is still importing torch on most machines (the
+    handler is set before that, in __main__.py) or already reporting: 130 either way."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "core.report", str(base), "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        pytest.skip("the report finished before the signal")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.decode().strip().splitlines() == [f"error: {report.INTERRUPTED}"]
+    assert not out.exists() or not [name for name in os.listdir(out) if name.endswith(".tmp")]

@@ -6,6 +6,7 @@ import threading
 
 from core.cli import ArgumentParser
 from core.errors import UserError, exit_with_error
+from core.report import INTERRUPTED
 from core.report.build import make_report
 
 
@@ -60,7 +61,7 @@ def main(argv=None) -> None:
     except UserError as exc:
         exit_with_error(str(exc))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every file is written whole or not at all
-        exit_with_error("interrupted (the report's files are only ever written whole)", code=130)
+        exit_with_error(INTERRUPTED, code=130)
 
 
 def _report(args) -> None:
