@@ -483,18 +483,19 @@ def stratified_sample(
 
 
 def _moderate(score, targets, budget: int) -> torch.Tensor:
-    """Moderate-DS: per class, the examples whose score is closest to the class's median."""
+    """Moderate-DS within each class: rank the class by `score` (ascending, ties to the lower
+    index) and keep the band of its budget around the median rank, dropping
+    floor((n_c - b_c) / 2) ranks below the band and the rest above it. The authors'
+    get_prune_idx keeps such a band of all examples at once (docs/FAITHFULNESS.md C9);
+    the budgets b_c are largest_remainder's split of `budget` (C10)."""
     _, group, counts = torch.unique(targets, return_inverse=True, return_counts=True)
     by_score = _stable_order(score, False)
     grouped = by_score[_stable_order(group[by_score], False)]  # by class, then score
-    starts = torch.cumsum(counts, 0) - counts
-    sorted_score = score.double()[grouped]
-    median = (sorted_score[starts + (counts - 1) // 2] + sorted_score[starts + counts // 2]) / 2
-    distance = (score.double() - median[group]).abs()
-    by_distance = _stable_order(distance, False)
-    grouped = by_distance[_stable_order(group[by_distance], False)]
-    keep = largest_remainder(counts, budget).tolist()
-    return _ascending(_first_per_group(grouped, counts, keep), len(score))
+    keep = largest_remainder(counts, budget)
+    below = ((counts - keep) // 2).repeat_interleave(counts)  # ranks dropped under the band
+    rank = torch.arange(len(grouped)) - (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
+    in_band = (rank >= below) & (rank < below + keep.repeat_interleave(counts))
+    return _ascending(grouped[in_band], len(score))
 
 
 def largest_remainder(counts: torch.Tensor, budget: int) -> torch.Tensor:
@@ -602,7 +603,7 @@ register(
     Method(
         "moderate",
         moderate,
-        "Moderate-DS: per class, closest to the class's median score",
+        "Moderate-DS: per class, the band of examples ranked around the median rank",
         inputs=(SCORES,),
         default_key="moderate_distance",
         needs_targets=True,

@@ -3,6 +3,7 @@
 A crash or a SIGKILL mid-write leaves the previous file intact, never a torn one.
 """
 
+import contextlib
 import json
 import os
 import pickle
@@ -19,14 +20,14 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> N
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file open()'s usual mode
-        with os.fdopen(fd, mode) as fh:
+        with os.fdopen(fd, mode) as fh:  # closes the descriptor however this block ends
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give it open()'s usual mode
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException:  # KeyboardInterrupt and SystemExit too: never leave a *.tmp behind
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 
