@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import UserError
+from core.window_scores import SCORE_KEYS as WINDOW_SCORE_KEYS
 from core.window_scores import WindowScores
 
 # Additive per-example counters (int32) and sums (float32), stored as rows of one tensor each
@@ -54,7 +55,11 @@ def scores_at(scores: Mapping, epochs: int) -> dict:
             f"--score-epochs {epochs}: the scores hold no snapshot after {epochs} epochs "
             f"(snapshots: {held}); record one with TrainingDynamics(snapshot_epochs=...)"
         )
-    out = {k: v for k, v in scores.items() if SNAPSHOT_MARK not in k}
+    # a dynamics score is taken from the snapshot or not at all: one without a complete
+    # window by then has no snapshot, and the whole run's value would pass for it
+    dynamics = {k.split(SNAPSHOT_MARK, 1)[0] for k in scores if SNAPSHOT_MARK in k}
+    dynamics |= set(WINDOW_SCORE_KEYS)
+    out = {k: v for k, v in scores.items() if SNAPSHOT_MARK not in k and k not in dynamics}
     suffix = f"{SNAPSHOT_MARK}{epochs}"
     out.update({k[: -len(suffix)]: v for k, v in scores.items() if k.endswith(suffix)})
     return out

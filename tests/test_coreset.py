@@ -354,6 +354,8 @@ def test_method_names():
         "moderate",
         "d2",
         "kcenter",
+        "dual",
+        "rs2",
     ]
     with pytest.raises(UserError, match="unknown coreset mode"):
         method_name("ccs", None)
