@@ -5,6 +5,8 @@ import time
 
 from tqdm import tqdm
 
+from core.errors import file_error
+from core.run_folder import check_still_held_for
 from core.training import distributed as dist_utils
 
 
@@ -20,6 +22,12 @@ class RunLog:
             return
         tqdm.write(message)  # keeps a live progress bar intact
         if self.path:
+            # a run folder removed meanwhile is taken again (or the run stops) before the log
+            # is appended to, as before a checkpoint: core.run_folder
+            check_still_held_for(self.path)
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            with open(self.path, "a") as fh:
-                fh.write(f"{stamp} {message}\n")
+            try:
+                with open(self.path, "a") as fh:
+                    fh.write(f"{stamp} {message}\n")
+            except OSError as error:
+                raise file_error(self.path, "write", error) from None
