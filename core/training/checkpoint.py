@@ -5,9 +5,10 @@ import os
 
 import torch
 
-from core.errors import UserError
+from core.errors import UserError, os_reason
+from core.file_kinds import check_structure
 from core.fileio import atomic_torch_save
-from core.run_folder import RunFolder
+from core.run_folder import RunFolder, check_still_held_for
 from core.safe_pickle import RefusedGlobal, torch_load
 from core.training import distributed as dist_utils
 
@@ -35,23 +36,33 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(state: dict, path: str) -> None:
+    """Write a checkpoint atomically. In a run folder this process claimed, first make sure
+    the folder is still its own (``RunFolder.check_still_held``): removed meanwhile, the lock
+    is taken again; taken by another run, UserError and nothing is written."""
+    check_still_held_for(path)
     atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: str) -> dict:
-    """Load a checkpoint onto the CPU without executing code from it (weights_only=True)."""
+def load_checkpoint(path: str, kind: str | None = None) -> dict:
+    """Load a checkpoint onto the CPU without executing code from it (weights_only=True), and
+    check that it holds what its kind needs (``core.file_kinds.check_structure``; the kind is
+    told by the file's name unless given: ckpt-last.pt / ckpt-best.pt, td-<task>.pt,
+    label-noise.pt, coreset-indices.pt). One-line UserError for a missing, unreadable,
+    hostile or incomplete file."""
+    if os.path.isdir(path):
+        raise UserError(f"checkpoint {path} is a folder, not a file")
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        return torch_load(path)
+        state = torch_load(path)
     except RefusedGlobal as refused:
         raise UserError(
             f"refusing to read checkpoint {path}: it names {refused.name}, which no checkpoint "
             "of this project holds (a file from elsewhere, or tampered with)"
         ) from None
     except Exception as exc:  # torch raises several types for corrupt or foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read checkpoint {path}: {first}") from None
+        raise UserError(f"cannot read checkpoint {path}: {os_reason(exc)}") from None
+    return check_structure(path, state, kind)
 
 
 def resume_state(run: RunFolder, fingerprint: dict, no_resume: bool) -> dict | None:
