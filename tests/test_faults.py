@@ -600,3 +600,112 @@ def test_kinds_by_name_and_content(tmp_path):
     assert kind_by_content(str(tmp_path / "x.jpg")) == "image"
     np.save(tmp_path / "c.npy", np.zeros(3))
     assert kind_by_content(str(tmp_path / "c.npy")) == "dataset"
+
+
+# ---- ImageNet: a broken image is skipped and named, not a PIL traceback mid-epoch ----------
+@pytest.fixture(scope="module")
+def broken_imagefolder(tmp_path_factory):
+    """A tiny ImageFolder with one truncated JPEG and one that is not an image at all."""
+    from tinydata import write_tiny_imagefolder
+
+    root = write_tiny_imagefolder(
+        str(tmp_path_factory.mktemp("imagenet")), num_classes=2, n_train_per_class=6,
+        n_val_per_class=2,
+    )  # fmt: skip
+    from core.data.imagenet import load_imagefolder
+
+    train = load_imagefolder(root).train
+    truncated, garbage = train.path(1), train.path(8)
+    content = open(truncated, "rb").read()
+    open(truncated, "wb").write(content[: len(content) // 2])
+    open(garbage, "wb").write(b"this is not a JPEG")
+    return root, {1: truncated, 8: garbage}
+
+
+def imagenet_loader(root, **options):
+    from core.data.imagenet import ImageFolderLoader, load_imagefolder
+
+    data = load_imagefolder(root)
+    settings = dict(batch_size=4, image_size=16, mean=data.mean, std=data.std, augment=True,
+                    shuffle=True, seed=1, device="cpu")  # fmt: skip
+    settings.update(options)
+    return ImageFolderLoader(data.train, **settings)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_unreadable_image_is_skipped_and_named_once(broken_imagefolder, capsys, workers):
+    import core.data.imagenet as imagenet
+
+    root, broken = broken_imagefolder
+    imagenet._REPORTED.clear()
+    loader = imagenet_loader(root, workers=workers)
+    for epoch in (0, 1):
+        batches = list(loader.epoch(epoch))
+        assert len(batches) == len(loader)  # the batch boundaries stay: resuming is exact
+        seen = sorted(i for index, _, _ in batches for i in index.tolist())
+        assert seen == sorted(set(range(12)) - set(broken))
+        expected = [[p for p, _ in b if p not in broken] for b in loader.batches(epoch)]
+        assert [index.tolist() for index, _, _ in batches] == expected
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 2  # once per file, not per epoch
+    for path in broken.values():
+        assert sum(path in line and line.startswith("warning: skipping") for line in warnings) == 1
+    resumed = list(imagenet_loader(root, workers=workers).epoch(1, start_batch=1))
+    assert [i.tolist() for i, _, _ in resumed] == [i.tolist() for i, _, _ in batches[1:]]
+
+
+def test_a_batch_left_with_too_few_images_is_one_line(broken_imagefolder):
+    root, broken = broken_imagefolder
+    # two broken of three, and one left of two: BatchNorm needs two to train on
+    for indices in ([1, 8, 3], [1, 2]):
+        loader = imagenet_loader(root, batch_size=4, indices=torch.tensor(indices))
+        with pytest.raises(UserError, match=r"images of a batch are unreadable, e\.g\. .*JPEG"):
+            list(loader.epoch(0))
+
+
+@pytest.mark.slow
+def test_train_imagenet_trains_past_a_broken_image(broken_imagefolder, tmp_path):
+    from conftest import run_script
+
+    root, broken = broken_imagefolder
+    proc = run_script("train_imagenet.py", "--data-dir", root, "--base-dir", str(tmp_path),
+                      "--task-name", "t", "--image-size", "16", "--workers", "0",
+                      "--batch-size", "4", "--epochs", "2", check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: skipping")]
+    assert len(warnings) == 2 and all(any(p in w for w in warnings) for p in broken.values())
+    td = torch.load(tmp_path / "t" / "td-t.pt", weights_only=True)
+    assert td["scores"]["visits"][list(broken)].tolist() == [0, 0]  # never trained on
+    assert (td["scores"]["visits"] > 0).sum() == 10
+
+
+# ---- datasets: corrupt or unreadable files stay one line -----------------------------------
+def test_an_empty_decoded_cache_is_rebuilt(tmp_path):
+    from tinydata import write_tiny
+
+    from core.data import load_dataset
+
+    root = write_tiny("cinic10", str(tmp_path), n_train=10, n_test=10)
+    first = load_dataset("cinic10", str(tmp_path), download=False)
+    caches = [name for name in os.listdir(root) if name.endswith(".npy")]
+    assert caches
+    for name in caches:
+        open(os.path.join(root, name), "wb").close()  # EOFError in np.load, once a traceback
+    again = load_dataset("cinic10", str(tmp_path), download=False)
+    assert torch.equal(first.train.images, again.train.images)
+    assert all(os.path.getsize(os.path.join(root, name)) > 0 for name in caches)  # rewritten
+
+
+def test_a_dataset_file_that_cannot_be_read_names_it(tmp_path):
+    from tinydata import write_tiny
+
+    from core.data import load_dataset
+
+    root = write_tiny("cifar10", str(tmp_path), n_train=20, n_test=10)
+    batch = os.path.join(root, "cifar-10-batches-py", "test_batch")
+    os.remove(batch)
+    os.mkdir(batch)
+    with pytest.raises(UserError) as refused:
+        load_dataset("cifar10", str(tmp_path), download=False)
+    assert str(refused.value) == f"{batch}: cannot read: Is a directory"
