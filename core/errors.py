@@ -10,6 +10,7 @@ end a script with one line and exit code 130 (``Terminated``, ``install_startup_
 from __future__ import annotations
 
 import contextlib
+import errno as errno_codes
 import os
 import signal
 import sys
@@ -65,8 +66,9 @@ def describe_os_error(error: OSError) -> str:
         return error.message
     reason = os_reason(error)
     names = [str(n) for n in (error.filename, getattr(error, "filename2", None)) if n is not None]
-    if not names:
-        return reason
+    if not names:  # no file to name (a socket, a pipe): the errno's name says where to look
+        code = errno_codes.errorcode.get(error.errno) if error.errno else None
+        return f"{reason} ({code})" if code else reason
     return f"{' -> '.join(names)}: {reason}"
 
 
