@@ -307,6 +307,11 @@ def features_beside(score_path: str) -> str:
     return RunFolder(os.path.dirname(run_dir), task).features  # relative stays relative
 
 
+def claimed_folder_of(path: str) -> bool:
+    """Whether the file ``path`` lies in a run folder this process claimed."""
+    return os.path.dirname(os.path.abspath(path)) in _HELD
+
+
 def check_still_held_for(path: str) -> None:
     """``RunFolder.check_still_held`` for the folder that holds the file ``path``, if this
     process claimed it; nothing otherwise."""

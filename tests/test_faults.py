@@ -300,6 +300,26 @@ def test_a_removed_run_folder_is_taken_again_or_given_up(tmp_path, capsys):
         other.wait()
 
 
+def test_a_folder_removed_in_the_middle_of_a_checkpoint_is_written_again(tmp_path, monkeypatch):
+    import core.fileio
+
+    run = RunFolder(str(tmp_path), "t")
+    claim_run_folder(run)
+    real_save, calls = torch.save, []
+
+    def save_while_removed(obj, fh):
+        calls.append(1)
+        if len(calls) == 1:
+            shutil.rmtree(run.dir)  # rm -rf lands while the temporary is being written
+        real_save(obj, fh)
+
+    monkeypatch.setattr(core.fileio.torch, "save", save_while_removed)
+    save_checkpoint({"model": {}, "acc": 0.3}, run.best)
+    monkeypatch.undo()
+    assert len(calls) == 2 and run.still_held()
+    assert load_checkpoint(run.best)["acc"] == 0.3
+
+
 def test_a_claim_removes_the_temporaries_a_killed_owner_left(tmp_path):
     folder = tmp_path / "t"
     folder.mkdir()
@@ -709,3 +729,63 @@ def test_a_dataset_file_that_cannot_be_read_names_it(tmp_path):
     with pytest.raises(UserError) as refused:
         load_dataset("cifar10", str(tmp_path), download=False)
     assert str(refused.value) == f"{batch}: cannot read: Is a directory"
+
+
+# ---- the run folder removed under a training run -------------------------------------------
+def start_training(argv):
+    return subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=script_env())  # fmt: skip
+
+
+@pytest.mark.slow
+def test_rm_rf_under_a_training_run_never_gives_two_runs_in_one_folder(tiny_cifar10, tmp_path):
+    """rm -rf of the run folder, then the same command again: whichever claims the folder
+    first trains on, the other stops with one line; never both."""
+    base = str(tmp_path / "runs")
+    argv = tiny_train_argv(tiny_cifar10, base, "t", "--epochs", "300", "--checkpoint-interval", "0")  # fmt: skip
+    first = start_training(argv)
+    second = None
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(f"{base}/t/ckpt-last.pt") and time.time() < deadline:
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        shutil.rmtree(f"{base}/t", ignore_errors=True)  # a checkpoint may be being written
+        second = start_training(argv)
+        deadline = time.time() + 120
+        while first.poll() is None and second.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        stopped, going = (first, second) if first.poll() is not None else (second, first)
+        assert going.poll() is None  # the other one trains on
+        going.send_signal(signal.SIGTERM)
+        _, stopped_err = stopped.communicate(timeout=60)
+        _, going_err = going.communicate(timeout=120)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert stopped.returncode == 2, stopped_err
+    lines = stopped_err.strip().splitlines()
+    assert len(lines) == 1 and (
+        "now belongs to process" in lines[0] or "is in use by process" in lines[0]
+    ), stopped_err
+    assert going.returncode == 130, going_err
+    assert os.path.exists(f"{base}/t/ckpt-last.pt")  # the one that trained on checkpointed
+
+
+@pytest.mark.slow
+def test_rm_rf_under_a_lone_training_run_loses_nothing(tiny_cifar10, tmp_path):
+    base = str(tmp_path / "runs")
+    argv = tiny_train_argv(tiny_cifar10, base, "t", "--epochs", "4", "--checkpoint-interval", "0")
+    proc = start_training(argv)
+    deadline = time.time() + 120
+    while not os.path.exists(f"{base}/t/ckpt-last.pt") and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    shutil.rmtree(f"{base}/t", ignore_errors=True)  # a checkpoint may be being written
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "was removed while this run was using it" in err
+    state = torch.load(f"{base}/t/ckpt-last.pt", weights_only=True)
+    assert state["finished"] and os.path.exists(f"{base}/t/metrics.json")

@@ -1,14 +1,15 @@
 """Checkpoints and resuming: atomic writes, safe loads (weights_only), RNG states, and the
 rule that a run folder is only ever resumed with the settings it was started with."""
 
+import errno
 import os
 
 import torch
 
-from core.errors import UserError, os_reason
+from core.errors import FileAccessError, UserError, os_reason
 from core.file_kinds import check_structure
 from core.fileio import atomic_torch_save
-from core.run_folder import RunFolder, check_still_held_for
+from core.run_folder import RunFolder, check_still_held_for, claimed_folder_of
 from core.safe_pickle import RefusedGlobal, torch_load
 from core.training import distributed as dist_utils
 
@@ -38,9 +39,16 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(state: dict, path: str) -> None:
     """Write a checkpoint atomically. In a run folder this process claimed, first make sure
     the folder is still its own (``RunFolder.check_still_held``): removed meanwhile, the lock
-    is taken again; taken by another run, UserError and nothing is written."""
-    check_still_held_for(path)
-    atomic_torch_save(state, path)
+    is taken again; taken by another run, UserError and nothing is written. A folder removed
+    in the middle of the write is taken again and the checkpoint written once more."""
+    for attempt in range(2):
+        check_still_held_for(path)
+        try:
+            atomic_torch_save(state, path)
+            return
+        except FileAccessError as error:
+            if attempt or error.errno != errno.ENOENT or not claimed_folder_of(path):
+                raise
 
 
 def load_checkpoint(path: str, kind: str | None = None) -> dict:
