@@ -20,7 +20,7 @@ import re
 import torch
 
 from core import safe_pickle
-from core.errors import UserError
+from core.errors import UserError, os_reason
 from core.scores import TrainingDynamics
 
 _EPOCH_FILE = re.compile(r"td-(.+)-epoch-(\d+)\.pickle")
@@ -57,9 +57,8 @@ def read_log(path: str) -> list[dict]:
             data = safe_pickle.load(fh)
     except safe_pickle.RefusedGlobal as refused:
         raise UserError(f"refusing {path}: it names the global {refused.name}") from None
-    except Exception as error:  # malformed or truncated file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot read training dynamics {path}: {reason}") from None
+    except Exception as error:  # malformed or truncated file, or an OS error reading it
+        raise UserError(f"cannot read training dynamics {path}: {os_reason(error)}") from None
     records = data.get("training_dynamics") if isinstance(data, dict) else None
     if not isinstance(records, list):
         raise UserError(f"{path} is not a training-dynamics log (no 'training_dynamics' list)")
