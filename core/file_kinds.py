@@ -216,7 +216,7 @@ def _is_weights(value) -> bool:
 
 
 _OUR_CHECKPOINT = ("model", "optimizer", "scheduler", "position", "best_acc", "last_acc",
-                   "history", "train_time_s", "images_seen", "rng", "args")  # fmt: skip
+                   "history", "train_time_s", "images_seen", "rng")  # fmt: skip
 _DYNAMICS_STATE = ("num_examples", "num_classes", "el2n_epochs", "counts", "sums",
                    "last_correctness")  # fmt: skip
 
@@ -243,9 +243,10 @@ def _check_checkpoint(path: str, obj) -> None:
     rng = obj["rng"]
     _need(path, isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor),
           "'rng' lacks the CPU generator's state")  # fmt: skip
-    args = obj["args"]
+    # the run's settings (core.settings.RunSettings.record), or the flags older runs kept
+    args = obj.get("settings", obj.get("args"))
     _need(path, isinstance(args, dict) and isinstance(args.get("network"), str),
-          "'args' is not the run's arguments (no network)")  # fmt: skip
+          "holds no run settings (no 'settings' or 'args' with a network)")  # fmt: skip
     _need(path, isinstance(obj["history"], list), "'history' is not a list")
     numbers = [obj[k] for k in ("best_acc", "train_time_s", "images_seen")]
     _need(
