@@ -63,6 +63,7 @@ def main(args) -> int:
         download=not args.no_download,
         normalized_inputs=args.normalized_scoring_inputs,
         authors_td=args.authors_td,
+        score_epochs=args.score_epochs,
     )
     print(summary_line(out))
     return 0

@@ -64,6 +64,7 @@ def main(args) -> int:
         batch_size=args.batch_size,
         workers=workers,
         authors_td=args.authors_td,
+        score_epochs=args.score_epochs,
     )
     if out is not None:
         print(summary_line(out))

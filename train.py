@@ -73,7 +73,7 @@ def load(settings: RunSettings):
     return take_test_subset(take_train_subset(data, settings.train_subset), settings.test_subset)
 
 
-def loaders(data, settings: RunSettings, indices, device):
+def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None):
     """Both sets resident on the device; the training set restricted to the coreset."""
     on_device = dict(
         mean=data.mean,
@@ -91,6 +91,7 @@ def loaders(data, settings: RunSettings, indices, device):
         batch_size=settings.batch_size,
         shuffle=True,
         indices=indices,
+        epoch_subsets=epoch_subsets,
         **on_device,
     )
     test = DeviceLoader(

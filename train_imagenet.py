@@ -52,7 +52,7 @@ def resolve_workers(settings: RunSettings) -> RunSettings:
     return dataclasses.replace(settings, workers=default_workers(dist_utils.local_world_size()))
 
 
-def loaders(data, settings: RunSettings, indices, device):
+def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None):
     """Decoded by DataLoader workers, normalised on the device; training restricted to the
     coreset."""
     common = dict(
@@ -67,7 +67,14 @@ def loaders(data, settings: RunSettings, indices, device):
         seed=settings.seed,
         batch_size=settings.batch_size,
     )
-    train = ImageFolderLoader(data.train, augment=True, shuffle=True, indices=indices, **common)
+    train = ImageFolderLoader(
+        data.train,
+        augment=True,
+        shuffle=True,
+        indices=indices,
+        epoch_subsets=epoch_subsets,
+        **common,
+    )
     test = ImageFolderLoader(
         data.test, augment=False, shuffle=False, persistent_workers=False, **common
     )
@@ -84,6 +91,8 @@ IMAGENET_FAMILY = DataFamily(
     nesterov=False,
     topk=(1, 5),
     prepare=resolve_workers,
+    # DUAL's ImageNet script scores the first 60 epochs (its CIFAR one 30)
+    dynamics_options={"dual_epochs": 60},
 )
 
 

@@ -102,10 +102,10 @@ def loop_moderate(score, n):
     for k in sorted(range(len(quotas)), key=lambda k: -(quotas[k] - keep[k]))[: budget - sum(keep)]:
         keep[k] += 1
     selected = []
-    for c, k in zip(classes, keep):
+    for c, k in zip(classes, keep):  # the authors' band of ranks around the median, per class
         members = torch.arange(n)[targets == c]
-        distance = (values[members] - values[members].quantile(0.5)).abs()
-        selected += list(members[distance.argsort(stable=True)[:k]])
+        low = (len(members) - k) // 2
+        selected += list(members[values[members].argsort(stable=True)[low : low + k]])
     return torch.tensor(selected)
 
 

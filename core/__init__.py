@@ -4,3 +4,9 @@ Modules: scores (training dynamics), coreset (selection), graph_selection (D2 pr
 k-center greedy on features), score_io (safe score files), data (datasets and
 device-resident loaders), models, training, coverage, report. Everything a user can get wrong raises `core.errors.UserError`.
 """
+
+from core.errors import install_startup_handlers as _install_startup_handlers
+
+# Before any heavy import of the project's scripts (PyTorch takes seconds): Ctrl-C or SIGTERM
+# there ends with one line, not an import traceback. Other programs importing core: no change.
+_install_startup_handlers()

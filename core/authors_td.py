@@ -20,7 +20,7 @@ import re
 import torch
 
 from core import safe_pickle
-from core.errors import UserError
+from core.errors import UserError, os_reason
 from core.scores import TrainingDynamics
 
 _EPOCH_FILE = re.compile(r"td-(.+)-epoch-(\d+)\.pickle")
@@ -57,9 +57,8 @@ def read_log(path: str) -> list[dict]:
             data = safe_pickle.load(fh)
     except safe_pickle.RefusedGlobal as refused:
         raise UserError(f"refusing {path}: it names the global {refused.name}") from None
-    except Exception as error:  # malformed or truncated file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot read training dynamics {path}: {reason}") from None
+    except Exception as error:  # malformed or truncated file, or an OS error reading it
+        raise UserError(f"cannot read training dynamics {path}: {os_reason(error)}") from None
     records = data.get("training_dynamics") if isinstance(data, dict) else None
     if not isinstance(records, list):
         raise UserError(f"{path} is not a training-dynamics log (no 'training_dynamics' list)")
@@ -67,12 +66,20 @@ def read_log(path: str) -> list[dict]:
 
 
 def dynamics_from_logs(
-    path: str, targets: torch.Tensor, num_classes: int, el2n_epochs: int = 10, device=None
+    path: str,
+    targets: torch.Tensor,
+    num_classes: int,
+    el2n_epochs: int = 10,
+    device=None,
+    **options,
 ) -> TrainingDynamics:
     """Replay the authors' log at ``path`` (file or per-epoch folder) into a TrainingDynamics
-    over the training set whose labels are ``targets``."""
+    over the training set whose labels are ``targets``. ``options`` go to TrainingDynamics:
+    ``extra_scores=True`` gives TDDS, Dyn-Unc, DUAL from the logged log-softmax, and the logit
+    margin too (a log-softmax is the logits shifted per row, which a margin does not see; to
+    fp16 rounding of the logged values)."""
     targets = torch.as_tensor(targets).long()
-    dynamics = TrainingDynamics(len(targets), num_classes, el2n_epochs, device=device)
+    dynamics = TrainingDynamics(len(targets), num_classes, el2n_epochs, device=device, **options)
     for file, file_epoch in log_files(path):
         for number, record in enumerate(read_log(file)):
             index, output, epoch = _checked(record, file, number, len(targets), num_classes)

@@ -99,6 +99,28 @@ def add_training_flags(
         f"(default: {iterations_per_testing})",
     )
     parser.add_argument(
+        "--snapshot-epochs",
+        type=str,
+        default="",
+        help="(ours) also keep every training-dynamics score as it stood after these epochs, "
+        "e.g. 10,30: score keys name@K, and generate_importance_score*.py --score-epochs K "
+        "scores the first K epochs (DUAL's early-epoch scoring; default: none)",
+    )
+    parser.add_argument(
+        "--dynamics-window",
+        type=int,
+        default=None,
+        help="(ours) the window, in epochs, of TDDS, Dyn-Unc and DUAL (default: their "
+        "authors' 10); a shorter run than a window records no such score",
+    )
+    parser.add_argument(
+        "--dynamics-epochs",
+        type=int,
+        default=None,
+        help="(ours) the epochs TDDS and DUAL score, from the first (default: their authors' "
+        "30; DUAL's 60 on ImageNet)",
+    )
+    parser.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp32"),
         default="auto",
@@ -249,6 +271,13 @@ def add_scoring_flags(
         help="(ours) auto, cpu, cuda or cuda:N (default: auto)",
     )
     parser.add_argument("--authors-td", type=str, default=None, help=authors_td_help)
+    parser.add_argument(
+        "--score-epochs",
+        type=int,
+        default=None,
+        help="(ours) the training-dynamics scores of the first K epochs only, from the run's "
+        "train.py --snapshot-epochs K (default: the whole run)",
+    )
     parser.add_argument(
         "--allow-unvisited",
         action="store_true",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from core import graph_selection
+from core.dynamic_selection import RS2Schedule, dual_sample
 from core.errors import UserError
 from core.methods import FEATURES, SCORES, Method, Param, Preset, register
 from core.run_folder import features_beside
@@ -36,6 +37,8 @@ class Context:
     data_score: Mapping[str, torch.Tensor] | None
     features: torch.Tensor | None
     generator: torch.Generator
+    targets: torch.Tensor | None = None  # the training labels, where the caller knows them
+    seed: int | None = None
 
     def __post_init__(self):
         self.budget = int(self.selection.ratio * self.n)  # the reference's int(ratio * N)
@@ -103,11 +106,11 @@ def select_from_files(
         features, feature_targets = load_features(path)
         check_features(features, n, source=path)
         _check_same_targets(path, "features", feature_targets, targets)
-    return _run(selection, n, data_score, features, seed)
+    return _run(selection, n, data_score, features, seed, torch.as_tensor(targets))
 
 
-def _run(selection, n, data_score, features, seed) -> torch.Tensor:
-    context = Context(selection, n, data_score, features, _generator(seed))
+def _run(selection, n, data_score, features, seed, targets=None) -> torch.Tensor:
+    context = Context(selection, n, data_score, features, _generator(seed), targets, seed)
     return _ascending(selection.method.select(context), n)
 
 
@@ -230,6 +233,7 @@ def keys_read(selection: Selection) -> list[str]:
     keys = [selection.key] if entry.reads_key else []
     keys += ["targets"] if selection.class_balanced or entry.needs_targets else []
     keys += [selection.mis_key] if entry.hard_cut and selection.mis_ratio > 0 else []
+    keys += list(entry.extra_keys)
     return list(dict.fromkeys(keys))
 
 
@@ -295,6 +299,30 @@ def kcenter(ctx: Context) -> torch.Tensor:
         ctx.survivors(),
         lambda rows, group, size: graph_selection.kcenter_greedy(rows, size, ctx.generator),
     )
+
+
+def dual(ctx: Context) -> torch.Tensor:
+    """DUAL's pruning-rate-dependent Beta sampling over the mean target probability."""
+    mean_prob = ctx.score("dual_mean_prob")
+    c_d = ctx.selection.params["dual_c_d"]
+    return dual_sample(ctx.score(), ctx.selection.ratio, mean_prob=mean_prob, c_d=c_d,
+                       generator=ctx.generator)  # fmt: skip
+
+
+def rs2_schedule(selection: Selection, targets: torch.Tensor | None, seed: int) -> RS2Schedule:
+    """RS2's epoch subsets: int(ratio*N) fresh examples per epoch, without replacement until
+    the data are used up; per class with class_balanced."""
+    if selection.class_balanced and targets is None:
+        raise UserError("rs2 with --class-balanced 1 needs the training labels")
+    labels = targets if selection.class_balanced else None
+    return RS2Schedule(len(targets), selection.ratio, int(seed or 0), labels)
+
+
+def rs2(ctx: Context) -> torch.Tensor:
+    """Epoch 0's subset (the run's coreset-indices.pt); the loader draws every epoch's."""
+    if ctx.targets is None:
+        raise UserError("rs2 trains on a fresh subset each epoch: use it through train.py")
+    return rs2_schedule(ctx.selection, ctx.targets, ctx.seed).indices(0)
 
 
 def _class_groups(data_score, kept: torch.Tensor, class_balanced: bool) -> list[torch.Tensor]:
@@ -455,18 +483,19 @@ def stratified_sample(
 
 
 def _moderate(score, targets, budget: int) -> torch.Tensor:
-    """Moderate-DS: per class, the examples whose score is closest to the class's median."""
+    """Moderate-DS within each class: rank the class by `score` (ascending, ties to the lower
+    index) and keep the band of its budget around the median rank, dropping
+    floor((n_c - b_c) / 2) ranks below the band and the rest above it. The authors'
+    get_prune_idx keeps such a band of all examples at once (docs/FAITHFULNESS.md C9);
+    the budgets b_c are largest_remainder's split of `budget` (C10)."""
     _, group, counts = torch.unique(targets, return_inverse=True, return_counts=True)
     by_score = _stable_order(score, False)
     grouped = by_score[_stable_order(group[by_score], False)]  # by class, then score
-    starts = torch.cumsum(counts, 0) - counts
-    sorted_score = score.double()[grouped]
-    median = (sorted_score[starts + (counts - 1) // 2] + sorted_score[starts + counts // 2]) / 2
-    distance = (score.double() - median[group]).abs()
-    by_distance = _stable_order(distance, False)
-    grouped = by_distance[_stable_order(group[by_distance], False)]
-    keep = largest_remainder(counts, budget).tolist()
-    return _ascending(_first_per_group(grouped, counts, keep), len(score))
+    keep = largest_remainder(counts, budget)
+    below = ((counts - keep) // 2).repeat_interleave(counts)  # ranks dropped under the band
+    rank = torch.arange(len(grouped)) - (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
+    in_band = (rank >= below) & (rank < below + keep.repeat_interleave(counts))
+    return _ascending(grouped[in_band], len(score))
 
 
 def largest_remainder(counts: torch.Tensor, budget: int) -> torch.Tensor:
@@ -543,6 +572,9 @@ register(
             ranked("el2n", 1, 4),
             ranked("entropy", 1, 5),
             ranked("loss", 1, 9, "extra"),
+            # TDDS and Dyn-Unc keep their highest scores, as their authors do
+            ranked("tdds", 1, 10, "recent"),
+            ranked("dyn_unc", 1, 11, "recent"),
         ),
     )
 )
@@ -571,7 +603,7 @@ register(
     Method(
         "moderate",
         moderate,
-        "Moderate-DS: per class, closest to the class's median score",
+        "Moderate-DS: per class, the band of examples ranked around the median rank",
         inputs=(SCORES,),
         default_key="moderate_distance",
         needs_targets=True,
@@ -626,6 +658,41 @@ register(
     )
 )
 
+
+# The 2023-2025 training-dynamics baselines (docs/FAITHFULNESS.md section D): TDDS and Dyn-Unc
+# are score-ranked (the coreset entry's presets), DUAL and RS2 their own modes.
+register(
+    Method(
+        "dual",
+        dual,
+        "DUAL: a Beta distribution over the mean target probability, weighted by the DUAL score",
+        inputs=(SCORES,),
+        default_key="dual",
+        extra_keys=("dual_mean_prob",),
+        result_name="dual",
+        params=(
+            Param(
+                "dual_c_d",
+                4.0,
+                "DUAL's c_D",
+                low=0.0,
+                help="(ours) dual: the Beta's dependence on the pruning rate, b = 15 (1 - anchor) "
+                "(1 - rate^c_D) (default: 4, the DUAL authors' CIFAR default)",
+            ),
+        ),
+        presets=(Preset("dual", "--coreset-mode dual", group="recent", order=12),),
+    )
+)
+register(
+    Method(
+        "rs2",
+        rs2,
+        "RS2: a fresh random int(ratio*N) every epoch, without replacement until all are seen",
+        result_name="rs2",
+        epoch_subsets=rs2_schedule,
+        presets=(Preset("rs2", "--coreset-mode rs2", group="recent", order=13),),
+    )
+)
 
 __all__ = [
     "Context",

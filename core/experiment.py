@@ -9,6 +9,7 @@ which loaders and model they get, and the optimiser's constants. Everything else
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class DataFamily:
     topk: tuple = (1,)
     follows_noise: bool = False
     prepare: Callable[[RunSettings], RunSettings] = lambda settings: settings
+    dynamics_options: dict = dataclasses.field(default_factory=dict)  # TrainingDynamics windows
 
 
 def train_run(settings: RunSettings, family: DataFamily) -> int:
@@ -66,13 +68,18 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
     score_data = _read_score_file(settings)  # once: the labels and the selection read it
     data, noise = _labels(settings, family, data, score_data)
     targets = family.targets(data)
-    indices = None
+    indices = subsets = None
     if settings.selection is not None:
         indices = select_from_files(
             settings.selection, targets=targets, seed=settings.seed, data_score=score_data
         )
+        per_epoch = settings.selection.method.epoch_subsets
+        if per_epoch is not None:  # a fresh subset every epoch (RS2); indices: epoch 0's
+            subsets = per_epoch(settings.selection, targets, settings.seed)
     seed_everything(settings.seed)  # the same on every rank: DDP starts from rank 0's weights
-    train_loader, test_loader = family.loaders(data, settings, indices, device)
+    train_loader, test_loader = family.loaders(
+        data, settings, None if subsets else indices, device, epoch_subsets=subsets
+    )
     model = place_model(family.model(settings, data.num_classes), device, settings.compile)
     optimizer = build_sgd(
         model, settings.lr, weight_decay=family.weight_decay, nesterov=family.nesterov
@@ -80,7 +87,17 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
     total = total_iterations(settings.epochs, settings.iterations, len(train_loader))
     scheduler = build_scheduler(optimizer, settings.scheduler, total, len(train_loader))
     n = len(targets)
-    dynamics = None if settings.ignore_td else TrainingDynamics(n, data.num_classes, device=device)
+    dynamics = None
+    if not settings.ignore_td:
+        options = {**family.dynamics_options, **settings.dynamics_options()}
+        dynamics = TrainingDynamics(
+            n,
+            data.num_classes,
+            device=device,
+            extra_scores=True,
+            snapshot_epochs=settings.snapshot_epochs,
+            **options,
+        )
     used = n if indices is None else len(indices)
     precision, precision_why = resolve_precision(settings.precision, device)
     trainer = Trainer(

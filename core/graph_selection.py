@@ -271,8 +271,9 @@ def _kcenter(features: torch.Tensor, budget: int, generator: torch.Generator) ->
         return torch.arange(n)
     squared = (x * x).sum(1)
     first = int(torch.randint(n, (1,), generator=generator))
+    farthest = _farthest_rule(features, x, squared, budget, first)
     if n <= PLAIN_MAX_ROWS:
-        return _kcenter_plain(x, squared, budget, first)
+        return _kcenter_plain(x, squared, budget, first, farthest)
     norm = squared.sqrt()
     # |x|^2 + |c|^2 - 2 x.c loses about sqrt(eps * max |x|^2) to cancellation: widen the tests
     tolerance = 8 * (torch.finfo(x.dtype).eps * float(squared.max())) ** 0.5
@@ -287,7 +288,7 @@ def _kcenter(features: torch.Tensor, budget: int, generator: torch.Generator) ->
     gap[first] = -1.0  # picked: never the farthest, never a candidate
     reach = _reach(gap, tolerance)  # m(x) widened by the rounding slack
     for t in range(1, budget):
-        pick = int(torch.argmax(gap))
+        pick = farthest(gap, nearest, t)
         between = _distances(centers[:t], centers_squared[:t], low[pick], low_squared[pick])
         # index_select rather than [] indexing throughout: several times faster per call
         maybe = (between.index_select(0, nearest) < gap + reach).nonzero().squeeze(1)
@@ -307,18 +308,65 @@ def _kcenter(features: torch.Tensor, budget: int, generator: torch.Generator) ->
     return torch.tensor(picks, dtype=torch.long)
 
 
-def _kcenter_plain(x, squared, budget: int, first: int) -> torch.Tensor:
+def _kcenter_plain(x, squared, budget: int, first: int, farthest) -> torch.Tensor:
     """k-center greedy computing every row's distance to each pick: for a few thousand
     rows, a few operations per pick cost less than the bounds' bookkeeping."""
     picks = [first]
     gap = _distances(x, squared, x[first], squared[first])
     gap[first] = -1.0
-    for _ in range(1, budget):
-        pick = int(torch.argmax(gap))
-        torch.minimum(gap, _distances(x, squared, x[pick], squared[pick]), out=gap)
+    nearest = torch.zeros(len(x), dtype=torch.long, device=x.device)  # which pick is nearest
+    for t in range(1, budget):
+        pick = farthest(gap, nearest, t)
+        distance = _distances(x, squared, x[pick], squared[pick])
+        closer = distance < gap  # never a picked row (-1)
+        gap = torch.where(closer, distance, gap)
+        nearest.masked_fill_(closer, t)
         gap[pick] = -1.0  # picked: never the farthest (earlier picks stay at -1)
         picks.append(pick)
     return torch.tensor(picks, dtype=torch.long)
+
+
+def _farthest_rule(features, x, squared, budget: int, first: int):
+    """farthest(gap, nearest, t): the next pick, the row of largest `gap` (a row's distance
+    to the nearest of the t picks so far, nearest[row] the index of that pick in pick order;
+    -1 for a picked row).
+
+    The distances come from |x|^2 + |c|^2 - 2 x.c in float32, which can round two rows to
+    one value, or swap them, where the reference's float64 distances tell them apart. So
+    the float32 argmax decides only when no other row lies within the rounding error of
+    the largest gap; otherwise those rows' distances to their nearest pick are recomputed
+    in float64 from `features`, by differences, and the largest wins (ties: the lower
+    row). Costs a pass over the gaps per pick and, the bound being loose, a few rows' D
+    subtractions at most picks (a few seconds' noise in the bench). Exact unless a row's
+    two nearest picks are also within rounding of each other (then float32 chose which).
+    """
+    eps = torch.finfo(x.dtype).eps
+    # error bound of a squared distance of the fast form (as knn_graph's keys)
+    slack = 16 * (x.shape[1] + 2) ** 0.5 * eps * float(squared.max())
+    pick_rows = torch.full((budget,), first, dtype=torch.long, device=x.device)  # in order
+
+    def farthest(gap, nearest, t) -> int:
+        top_row = int(torch.argmax(gap))
+        top = float(gap[top_row])
+        # two rows near `top` err by at most slack / top each, plus the square root's eps
+        margin = 2 * slack / top + 4 * eps * top if top > 0 else float("inf")
+        near = (gap >= max(top - margin, 0.0)).nonzero().squeeze(1)
+        if len(near) > 1:
+            centers = pick_rows.index_select(0, nearest.index_select(0, near))
+            top_row = int(near[torch.argmax(_exact_distances(features, near, centers))])
+        pick_rows[t] = top_row
+        return top_row
+
+    return farthest
+
+
+def _exact_distances(features, rows, centers) -> torch.Tensor:
+    """|features[rows[i]] - features[centers[i]]| in float64, by differences, in blocks."""
+    out = torch.empty(len(rows), dtype=torch.float64, device=features.device)
+    for part in _row_chunks(len(rows), features.shape[1]):
+        a = features.index_select(0, rows[part]).double()
+        out[part] = (a - features.index_select(0, centers[part]).double()).norm(dim=1)
+    return out
 
 
 def _reach(gap: torch.Tensor, tolerance: float) -> torch.Tensor:

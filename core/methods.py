@@ -72,7 +72,8 @@ class Preset:
     """A named method of the scripts and the report: a mode with its flags, e.g. forgetting =
     `--coreset-mode coreset --coreset-key forgetting --data-score-descending 1`. `beta` is the
     default hard cut (`--mis-ratio`) of methods that take one. `group`: "main" (the quickstart's
-    default methods), "peer" (the peers that reproduce.sh runs too) or "extra" (named, not run
+    default methods), "peer" (the peers that reproduce.sh runs too), "recent" (the 2023-2025
+    training-dynamics baselines, CIFAR family) or "extra" (named, not run
     by default); `order` places it in lists, the report's included."""
 
     name: str
@@ -98,6 +99,10 @@ class Method:
     needs_targets: bool = False  # reads the score file's targets whatever class_balanced says
     reads_key: bool = True  # the key is read from the score file (k-center reads none)
     hard_cut: bool = False  # honours --mis-ratio, --mis-key, --mis-data-score-descending
+    extra_keys: tuple[str, ...] = ()  # score keys read besides the key (DUAL's mean probability)
+    # a dynamic method (RS2): epoch_subsets(selection, targets, seed) -> an object with `.size`
+    # and `.indices(epoch)`, the training set of each epoch; `select` gives epoch 0's
+    epoch_subsets: Callable | None = None
     params: tuple[Param, ...] = ()
     presets: tuple[Preset, ...] = ()
     # the name in results: a fixed name, or (for score-ranked modes) the key
@@ -180,11 +185,15 @@ def shell_table() -> str:
     """The method list and `method_flags` of scripts/methods_table.sh."""
     main = " ".join(p.name for p in presets("main"))
     peers = " ".join(p.name for p in presets("peer"))
+    recent = " ".join(p.name for p in presets("recent"))
+    every = " ".join(p.name for p in presets())
     lines = [
         "# Generated from core/methods.py by `python -m core.methods shell`; do not edit.",
         "# method_flags METHOD [BETA]: the coreset flags of a named method (BETA: --mis-ratio)",
         f'METHODS="{main}"',
         f'PEER_METHODS="{peers}"',
+        f'RECENT_METHODS="{recent}"',
+        f'ALL_METHODS="{every}"',
         "",
         "method_flags() {",
         '  case "$1" in',

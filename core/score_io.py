@@ -6,6 +6,9 @@ ImageNet seed command's `imagenet-data-score.pt` too); the authors' scripts read
 core.safe_pickle, which resolves only an allow-list of globals. A file is read by its bytes,
 never its name: a torch.save file (zip, or the legacy format) through
 torch.load(weights_only=True), anything else through the restricted unpickler.
+
+Writing refuses what must not be written: NaN or infinite scores, and a path that names or
+holds another kind of file (``check_output_path``, from core.file_kinds).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import numpy as np
 import torch
 
 from core import safe_pickle
-from core.errors import UserError
+from core.errors import UserError, os_reason
+from core.file_kinds import check_output_path
 from core.fileio import atomic_pickle_dump
 
 # How torch.save files begin: a zip archive's local-file header (torch >= 1.6), or the legacy
@@ -29,14 +33,33 @@ _LEGACY_TORCH_MAGIC = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
 def save_data_score(path: str, data_score: dict) -> None:
     """Write the score dict as the reference does, atomically: a plain pickle of CPU tensors,
     whatever the name (`.pt` too: the authors' train_imagenet.py reads its
-    imagenet-data-score.pt with pickle.load)."""
+    imagenet-data-score.pt with pickle.load).
+
+    Refused with one line, writing nothing: anything but a dict of tensors; a float score
+    holding NaN or infinity (a diverged run: every selection from it would be arbitrary); a
+    path that names or holds a file of another kind (``check_output_path``: a score file
+    replaces only a score file)."""
     if not isinstance(data_score, dict) or not all(
         isinstance(v, torch.Tensor) for v in data_score.values()
     ):
         raise UserError(f"refusing to write {path}: the scores must be a dict of tensors")
+    check_finite_scores(path, data_score)
+    check_output_path(path, "score")
     # clone: a view would pickle its whole underlying storage
     compact = {str(k): v.detach().cpu().clone() for k, v in data_score.items()}
     atomic_pickle_dump(compact, path)
+
+
+def check_finite_scores(path: str, data_score: dict) -> None:
+    """UserError naming the first float score with NaN or infinite values, and how many."""
+    for name, value in data_score.items():
+        if value.is_floating_point() or value.is_complex():
+            bad = int((~torch.isfinite(value.detach())).sum())
+            if bad:
+                raise UserError(
+                    f"refusing to write {path}: score '{name}' has {bad} NaN or infinite "
+                    f"value(s) of {value.numel()} (did the training diverge?)"
+                )
 
 
 def load_data_score(path: str) -> dict[str, torch.Tensor]:
@@ -46,6 +69,8 @@ def load_data_score(path: str) -> dict[str, torch.Tensor]:
     Returns a dict of CPU tensors (numpy arrays are converted). UserError for a missing
     file, a refused global, or content that is not a dict of arrays.
     """
+    if os.path.isdir(path):
+        raise UserError(f"score file {path} is a folder, not a file")
     if not os.path.isfile(path):
         raise UserError(f"score file not found: {path}")
     try:
@@ -59,8 +84,7 @@ def load_data_score(path: str) -> dict[str, torch.Tensor]:
     except safe_pickle.RefusedGlobal as refused:
         raise UserError(f"refusing score file {path}: it names the global {refused.name}") from None
     except Exception as error:  # any malformed or hostile content, including weights_only's
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot read score file {path}: {reason}") from None
+        raise UserError(f"cannot read score file {path}: {os_reason(error)}") from None
     return _as_tensor_dict(path, data)
 
 
@@ -96,8 +120,7 @@ def load_features(path: str) -> tuple[torch.Tensor, torch.Tensor | None]:
             f"refusing features file {path}: it names the global {refused.name}"
         ) from None
     except Exception as error:  # any malformed or hostile content
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot read features file {path}: {reason}") from None
+        raise UserError(f"cannot read features file {path}: {os_reason(error)}") from None
     features = data.get("features") if isinstance(data, dict) else None
     targets = data.get("targets") if isinstance(data, dict) else None
     if not isinstance(features, torch.Tensor) or not (

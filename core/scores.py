@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import UserError
+from core.window_scores import SCORE_KEYS as WINDOW_SCORE_KEYS
+from core.window_scores import WindowScores
 
 # Additive per-example counters (int32) and sums (float32), stored as rows of one tensor each
 # so an epoch-end all-reduce is two collective calls.
@@ -29,6 +31,38 @@ STATE_TENSORS = (
 )
 # Score-file keys the reference stores as int32 (make_data_score writes the others as float32).
 REFERENCE_INT_KEYS = ("targets", "correctness", "forgetting", "last_correctness")
+SNAPSHOT_MARK = "@"  # score key "dual@30": the score after the first 30 epochs
+
+
+def snapshot_key(name: str, epochs: int) -> str:
+    return f"{name}{SNAPSHOT_MARK}{int(epochs)}"
+
+
+def snapshot_epochs_of(scores: Mapping) -> list[int]:
+    """The K of every `name@K` key: the epoch counts a score dict holds snapshots for."""
+    return sorted({int(k.rsplit(SNAPSHOT_MARK, 1)[1]) for k in scores if SNAPSHOT_MARK in k})
+
+
+def scores_at(scores: Mapping, epochs: int) -> dict:
+    """`scores` (a score file or `TrainingDynamics.scores()`) with every dynamics score taken
+    from the first `epochs` epochs: each `name@K` replaces `name`; the rest (targets, the final
+    model's entropy, loss, moderate_distance) is kept; the snapshot keys themselves are dropped.
+    """
+    epochs = int(epochs)
+    if epochs not in snapshot_epochs_of(scores):
+        held = ", ".join(map(str, snapshot_epochs_of(scores))) or "none"
+        raise UserError(
+            f"--score-epochs {epochs}: the scores hold no snapshot after {epochs} epochs "
+            f"(snapshots: {held}); record one with TrainingDynamics(snapshot_epochs=...)"
+        )
+    # a dynamics score is taken from the snapshot or not at all: one without a complete
+    # window by then has no snapshot, and the whole run's value would pass for it
+    dynamics = {k.split(SNAPSHOT_MARK, 1)[0] for k in scores if SNAPSHOT_MARK in k}
+    dynamics |= set(WINDOW_SCORE_KEYS)
+    out = {k: v for k, v in scores.items() if SNAPSHOT_MARK not in k and k not in dynamics}
+    suffix = f"{SNAPSHOT_MARK}{epochs}"
+    out.update({k[: -len(suffix)]: v for k, v in scores.items() if k.endswith(suffix)})
+    return out
 
 
 def batch_statistics(logits: torch.Tensor, targets: torch.Tensor):
@@ -37,7 +71,10 @@ def batch_statistics(logits: torch.Tensor, targets: torch.Tensor):
     margin = p_y - max_{k != y} p_k on probabilities (0 when another class ties with y);
     el2n = ||p - onehot(y)||_2.
     """
-    probs = logits.float().softmax(dim=1)
+    return _statistics(logits.float().softmax(dim=1), targets)
+
+
+def _statistics(probs: torch.Tensor, targets: torch.Tensor):
     targets = targets.long().unsqueeze(1)
     correct = probs.argmax(dim=1) == targets.squeeze(1)
     target_prob = probs.gather(1, targets).squeeze(1)
@@ -54,16 +91,48 @@ class TrainingDynamics:
     Call `update` with the logits of every training forward pass. Totals live in
     `_counts`/`_sums`; the additions since the last `all_reduce` live in `_new_counts`/
     `_new_sums`, so a DDP sync sums exactly the per-rank contributions.
+
+    `extra_scores=True` adds TDDS, Dyn-Unc, DUAL and the logit margin (core.window_scores;
+    `window_options` go to WindowScores: tdds, tdds_epochs, ... dual_window).
+    `snapshot_epochs=(K, ...)` keeps every score as it stood after the first K epochs
+    (`name@K` keys in `scores()`; `scores_at` picks them). With either, an epoch ends when
+    `update` first sees a later epoch number, or at `scores()`: epochs must come in order.
     """
 
-    def __init__(self, num_examples: int, num_classes: int, el2n_epochs: int = 10, device=None):
+    def __init__(
+        self,
+        num_examples: int,
+        num_classes: int,
+        el2n_epochs: int = 10,
+        device=None,
+        *,
+        extra_scores: bool = False,
+        snapshot_epochs=(),
+        **window_options,
+    ):
         self.num_examples = int(num_examples)
         self.num_classes = int(num_classes)
         self.el2n_epochs = int(el2n_epochs)
         # device=None: state follows the device of the first update (no copies in the hot path).
         self._follow_first_update = device is None
         self.device = torch.device("cpu" if device is None else device)
+        if window_options and not extra_scores:
+            raise UserError(f"{', '.join(window_options)}: only with extra_scores=True")
+        self.snapshot_epochs = tuple(sorted({int(k) for k in snapshot_epochs}))
+        if any(k < 1 for k in self.snapshot_epochs):
+            raise UserError("snapshot_epochs: a snapshot is taken after 1 or more epochs")
+        self._windows = (
+            WindowScores(self.num_examples, self.num_classes, self.device, **window_options)
+            if extra_scores
+            else None
+        )
+        self._epoch = -1  # the epoch being recorded (not yet ended)
+        self._snapshots: dict[int, dict[str, torch.Tensor]] = {}  # device tensors
         self._allocate()
+
+    @property
+    def _tracks_epochs(self) -> bool:
+        return self._windows is not None or bool(self.snapshot_epochs)
 
     def _allocate(self) -> None:
         n, dev = self.num_examples, self.device
@@ -77,7 +146,22 @@ class TrainingDynamics:
     def _move_to(self, device: torch.device) -> None:
         for name in STATE_TENSORS:
             setattr(self, name, getattr(self, name).to(device))
+        if self._windows is not None:
+            self._windows.to(device)
         self.device = device
+
+    def _start_epoch(self, epoch: int) -> None:
+        """Host-side bookkeeping when `update` sees a new epoch number: end the previous
+        ones (window scores, snapshots), all on the device."""
+        if epoch < self._epoch:
+            raise UserError(f"training dynamics: epoch {epoch} after epoch {self._epoch}")
+        for ended in range(self._epoch, epoch) if self._epoch >= 0 else ():
+            if self._windows is not None:
+                self._windows.end_epoch(ended)
+            if ended + 1 in self.snapshot_epochs:
+                snapshot = self._device_scores(ended, ended=True)
+                self._snapshots[ended + 1] = {k: v.clone() for k, v in snapshot.items()}
+        self._epoch = epoch
 
     @torch.no_grad()
     def update(self, epoch: int, index: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor):
@@ -89,8 +173,14 @@ class TrainingDynamics:
             self._follow_first_update = False
             if logits.device != self.device:
                 self._move_to(logits.device)
+        if self._tracks_epochs and epoch != self._epoch:
+            self._start_epoch(epoch)
         index = index.to(self.device, torch.long)
-        correct, margin, el2n = batch_statistics(logits.to(self.device), targets.to(self.device))
+        logits, targets = logits.to(self.device), targets.to(self.device)
+        probs = logits.float().softmax(dim=1)
+        correct, margin, el2n = _statistics(probs, targets)
+        if self._windows is not None:
+            self._windows.update(epoch, index, probs, logits, targets)
         correct = correct.int()
         forgot = (self._last_correct[index] == 1) & (correct == 0)
 
@@ -105,14 +195,28 @@ class TrainingDynamics:
     def _totals(self):
         return self._counts + self._new_counts, self._sums + self._new_sums
 
-    def scores(self) -> dict[str, torch.Tensor]:
-        """CPU copies of the totals: int32 counters, float32 sums. A host sync."""
+    def _device_scores(self, epoch: int, ended: bool) -> dict[str, torch.Tensor]:
+        """Every score once `epoch` has ended (`ended`: already closed), on the device."""
         counts, sums = self._totals()
-        # copies, not row views: a saved view would carry the whole [fields, N] storage
-        out = {name: counts[i].to("cpu", copy=True) for i, name in enumerate(COUNT_FIELDS)}
-        out.update({name: sums[i].to("cpu", copy=True) for i, name in enumerate(SUM_FIELDS)})
-        out["last_correctness"] = self._last_correct.to("cpu", copy=True)
+        out = {name: counts[i] for i, name in enumerate(COUNT_FIELDS)}
+        out.update({name: sums[i] for i, name in enumerate(SUM_FIELDS)})
+        out["last_correctness"] = self._last_correct.clone()
+        if self._windows is not None:
+            out.update(self._windows.scores(epoch, ended))
         return out
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        """CPU copies of the totals: int32 counters, float32 sums; with extra_scores the
+        window scores, and `name@K` snapshots. The epoch under way counts as ended. A host
+        sync."""
+        out = self._device_scores(self._epoch, ended=False)
+        snapshots = dict(self._snapshots)
+        if self._epoch + 1 in self.snapshot_epochs:  # the run ends on a snapshot epoch
+            snapshots.setdefault(self._epoch + 1, dict(out))
+        for k, snapshot in sorted(snapshots.items()):
+            out.update({snapshot_key(name, k): v for name, v in snapshot.items()})
+        # copies, not row views: a saved view would carry the whole [fields, N] storage
+        return {name: value.to("cpu", copy=True) for name, value in out.items()}
 
     def state_dict(self) -> dict:
         """Plain tensors and ints (loads with torch.load(weights_only=True)).
@@ -120,7 +224,7 @@ class TrainingDynamics:
         Under DDP take it after `all_reduce`, when every rank holds the same totals.
         """
         counts, sums = self._totals()
-        return {
+        state = {
             "num_examples": self.num_examples,
             "num_classes": self.num_classes,
             "el2n_epochs": self.el2n_epochs,
@@ -128,6 +232,16 @@ class TrainingDynamics:
             "sums": sums.cpu(),
             "last_correctness": self._last_correct.cpu(),
         }
+        if self._tracks_epochs:
+            state["epoch"] = self._epoch
+            state["snapshot_epochs"] = list(self.snapshot_epochs)
+            state["snapshots"] = {
+                k: {name: v.cpu() for name, v in snapshot.items()}
+                for k, snapshot in self._snapshots.items()
+            }
+        if self._windows is not None:
+            state["window_scores"] = self._windows.state_dict()
+        return state
 
     def load_state_dict(self, state: Mapping) -> None:
         """Restore totals from `state_dict()` onto this accumulator's device."""
@@ -149,6 +263,18 @@ class TrainingDynamics:
         counts.copy_(state["counts"])
         sums.copy_(state["sums"])
         self._last_correct.copy_(state["last_correctness"])
+        # the settings of the run that saved it, as for el2n_epochs
+        self._windows = None
+        if "window_scores" in state:
+            self._windows = WindowScores.from_state(
+                state["window_scores"], self.num_examples, self.num_classes, self.device, synced
+            )
+        self.snapshot_epochs = tuple(state.get("snapshot_epochs", ()))
+        self._epoch = int(state.get("epoch", -1))
+        self._snapshots = {
+            int(k): {name: v.to(self.device) for name, v in snapshot.items()}
+            for k, snapshot in state.get("snapshots", {}).items()
+        }
 
     @torch.no_grad()
     def all_reduce(self) -> None:
@@ -170,6 +296,8 @@ class TrainingDynamics:
         self._new_counts.zero_()
         self._new_sums.zero_()
         self._last_correct = torch.where(last[1] > 0, last[0], self._last_correct)
+        if self._windows is not None:
+            self._windows.all_reduce(self._epoch, visited, last[1] > 0)
         self._visited_since_sync.zero_()
 
 
@@ -259,7 +387,9 @@ def make_data_score(
 ) -> dict[str, torch.Tensor]:
     """The score file's dict: the reference keys with the reference dtypes (int32 targets,
     correctness, forgetting, last_correctness; float32 accumulated_margin, el2n, entropy, loss),
-    plus `visits` (int32) and `moderate_distance` (float32, when inference has features).
+    plus `visits` (int32) and `moderate_distance` (float32, when inference has features), and
+    whatever else the dynamics hold: float32 tdds, dyn_unc, dual, dual_mean_prob,
+    accumulated_margin_logits; `name@K` snapshots with `name`'s dtype.
     `dynamics` is a TrainingDynamics or its `scores()`; either part may be None.
     """
     targets = torch.as_tensor(targets).reshape(-1).cpu()
@@ -280,6 +410,7 @@ def make_data_score(
             raise UserError(
                 f"score '{name}' has {len(value)} entries, expected {n} (one per example)"
             )
-        integer = name in REFERENCE_INT_KEYS or name == "visits"
+        base = name.split(SNAPSHOT_MARK, 1)[0]
+        integer = base in REFERENCE_INT_KEYS or base == "visits"
         score[name] = value.to(torch.int32 if integer else torch.float32).clone()
     return score

@@ -18,7 +18,7 @@ from core.fileio import atomic_torch_save
 from core.models import build_model, classifier_of
 from core.run_folder import RunFolder
 from core.score_io import save_data_score
-from core.scores import inference_scores, make_data_score
+from core.scores import inference_scores, make_data_score, scores_at
 from core.settings import RunSettings
 from core.training import distributed as dist_utils
 from core.training.checkpoint import load_checkpoint
@@ -92,7 +92,9 @@ def _dynamics_scores(td, authors_td, data_targets, num_classes, device) -> dict:
     """Our run's accumulated dynamics, or the authors' logs replayed over the training set."""
     if authors_td is None:
         return td["scores"]
-    return dynamics_from_logs(authors_td, data_targets, num_classes, device=device).scores()
+    replay = dynamics_from_logs(authors_td, data_targets, num_classes, device=device,
+                                extra_scores=True)  # fmt: skip
+    return replay.scores()
 
 
 def final_weights(state: dict, imagenet: bool) -> tuple[dict, RunSettings | None, str | None]:
@@ -132,9 +134,19 @@ def load_model(weights: dict, network: str, num_classes: int, imagenet: bool, wh
 
 
 def write_score_files(
-    run: RunFolder, *, extra=None, dynamics_scores, inference, targets, data_score_path=None
+    run: RunFolder,
+    *,
+    extra=None,
+    dynamics_scores,
+    inference,
+    targets,
+    data_score_path=None,
+    score_epochs=None,
 ) -> dict:
-    """data-score-<task>.pickle (reference format) and features-<task>.pt (for coverage)."""
+    """data-score-<task>.pickle (reference format) and features-<task>.pt (for coverage).
+    `score_epochs` K: the dynamics scores of the first K epochs (the run's snapshot)."""
+    if score_epochs is not None:
+        dynamics_scores = scores_at(dynamics_scores, score_epochs)
     data_score = make_data_score(dynamics_scores, inference, targets)
     data_score.update(extra or {})
     data_score_path = data_score_path or run.data_score
@@ -212,6 +224,7 @@ def score_finished_run(
     normalized_inputs=False,
     authors_td=None,
     allow_unvisited=False,
+    score_epochs=None,
 ) -> dict:
     """Scores for a CIFAR-family run: ours (train.py here) or the authors' (their train.py's
     td-<task>.pickle and ckpt-last.pt)."""
@@ -246,6 +259,7 @@ def score_finished_run(
         targets=data.train.targets,
         data_score_path=data_score_path,
         extra=None if noise is None else noise.score_keys(),
+        score_epochs=score_epochs,
     )
     return {**out, "authors_td": authors_td}
 
@@ -273,6 +287,7 @@ def score_imagenet_run(
     workers=0,
     authors_td=None,
     allow_unvisited=False,
+    score_epochs=None,
 ) -> dict | None:
     """Scores for an ImageNet run: ours (train_imagenet.py here) or the authors' per-epoch logs.
     Under torchrun each rank scores its share of the training set and rank 0 writes the files
@@ -321,6 +336,7 @@ def score_imagenet_run(
         inference=inference,
         targets=data.train.targets,
         data_score_path=data_score_path,
+        score_epochs=score_epochs,
     )
     return {**out, "authors_td": authors_td}
 

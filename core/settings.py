@@ -191,6 +191,9 @@ class RunSettings:
     lr: float = 0.1
     seed: int = 0
     iterations_per_testing: int = 800
+    snapshot_epochs: tuple = ()
+    dynamics_window: int | None = None  # TDDS, Dyn-Unc and DUAL windows (None: the authors')
+    dynamics_epochs: int | None = None  # TDDS's trajectory and DUAL's epochs (None: theirs)
     precision: str = "auto"
     compile: bool = False
     checkpoint_interval: float = 60.0
@@ -239,6 +242,25 @@ class RunSettings:
                 f"--iterations-per-testing must be positive, got {self.iterations_per_testing}"
             )
         check_imagefolder_settings(self.workers, self.image_size)
+        object.__setattr__(self, "snapshot_epochs", parse_epochs(self.snapshot_epochs))
+        for flag, value in (("--dynamics-window", self.dynamics_window),
+                            ("--dynamics-epochs", self.dynamics_epochs)):  # fmt: skip
+            if value is not None and value < (2 if flag == "--dynamics-window" else 1):
+                raise UserError(
+                    f"{flag} must be at least {2 if 'window' in flag else 1}, got {value}"
+                )
+        if (self.dynamics_window or 0) > (self.dynamics_epochs or math.inf):
+            raise UserError("--dynamics-window must not exceed --dynamics-epochs")
+
+    def dynamics_options(self) -> dict:
+        """TrainingDynamics' window options these settings ask for (none: the authors')."""
+        options = {}
+        if self.dynamics_window is not None:
+            w = self.dynamics_window
+            options.update(tdds_window=w, dyn_unc_window=w, dual_window=w)
+        if self.dynamics_epochs is not None:
+            options.update(tdds_epochs=self.dynamics_epochs, dual_epochs=self.dynamics_epochs)
+        return options
 
     @classmethod
     def from_args(cls, args, script: str, **resolved) -> RunSettings:
@@ -283,6 +305,12 @@ class RunSettings:
         """The settings a run folder must keep to be resumed: the launcher's own, and the
         selection's (its record with the paths as given; {} for full data)."""
         settings = {name: getattr(self, name) for name in RESUME_FIELDS[self.script]}
+        # only where asked: folders made before these flags resume as they were
+        if self.snapshot_epochs:
+            settings["snapshot_epochs"] = list(self.snapshot_epochs)
+        for name in ("dynamics_window", "dynamics_epochs"):
+            if getattr(self, name) is not None:
+                settings[name] = getattr(self, name)
         # full data: the score path of a run without one, as run folders have always recorded
         coreset = self.selection.record() if self.selection else {"data_score_path": None}
         settings["coreset"] = coreset
@@ -303,6 +331,21 @@ class RunSettings:
             "network": self.network,
             "coreset": selection,
         }
+
+
+def parse_epochs(value) -> tuple[int, ...]:
+    """--snapshot-epochs "10,30" (or a sequence) as sorted distinct positive epoch counts."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise UserError(
+                f"--snapshot-epochs: {value!r} is not a list of epoch counts like 10,30"
+            )
+        value = [int(p) for p in parts]
+    epochs = tuple(sorted({int(k) for k in value or ()}))
+    if any(k < 1 for k in epochs):
+        raise UserError(f"--snapshot-epochs: a snapshot comes after 1 or more epochs, got {value}")
+    return epochs
 
 
 def check_imagefolder_settings(workers, image_size) -> None:

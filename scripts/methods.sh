@@ -1,5 +1,5 @@
 # Shared by quickstart.sh and reproduce.sh. The named methods and their coreset flags
-# (METHODS, PEER_METHODS, method_flags METHOD [BETA]) come from the method registry,
+# (METHODS, PEER_METHODS, RECENT_METHODS, ALL_METHODS, method_flags METHOD [BETA]) come from the method registry,
 # core/methods.py, through the generated methods_table.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/methods_table.sh"
 
@@ -34,9 +34,9 @@ check_list() {
 check_methods() {
   local name seen=" "
   for name in ${2//,/ }; do
-    case " $METHODS $PEER_METHODS " in
+    case " $ALL_METHODS " in
       *" $name "*) ;;
-      *) fail "$1: unknown method '$name' (choose from: $METHODS $PEER_METHODS)" ;;
+      *) fail "$1: unknown method '$name' (choose from: $ALL_METHODS)" ;;
     esac
     case "$seen" in *" $name "*) fail "$1: '$name' is named twice" ;; esac
     seen="$seen$name "

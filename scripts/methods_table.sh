@@ -2,6 +2,8 @@
 # method_flags METHOD [BETA]: the coreset flags of a named method (BETA: --mis-ratio)
 METHODS="random ccs forgetting accumulated_margin el2n entropy moderate"
 PEER_METHODS="d2 kcenter"
+RECENT_METHODS="tdds dyn_unc dual rs2"
+ALL_METHODS="random ccs forgetting accumulated_margin el2n entropy moderate d2 kcenter loss tdds dyn_unc dual rs2"
 
 method_flags() {
   case "$1" in
@@ -15,6 +17,10 @@ method_flags() {
     d2) echo "--coreset-mode d2 --coreset-key forgetting --data-score-descending 1 --class-balanced 1 --d2-neighbors 5 --d2-forward-gamma 1 --d2-reverse-gamma 0.1 --mis-ratio ${2:-0.4}" ;;
     kcenter) echo "--coreset-mode kcenter" ;;
     loss) echo "--coreset-mode coreset --coreset-key loss --data-score-descending 1" ;;
+    tdds) echo "--coreset-mode coreset --coreset-key tdds --data-score-descending 1" ;;
+    dyn_unc) echo "--coreset-mode coreset --coreset-key dyn_unc --data-score-descending 1" ;;
+    dual) echo "--coreset-mode dual" ;;
+    rs2) echo "--coreset-mode rs2" ;;
     *) echo "error: unknown method $1" >&2; return 2 ;;
   esac
 }

@@ -83,11 +83,12 @@ if [ "$DRY" = 1 ] || [ ! -f "$SCORE" ]; then
   run "$PY" "${SCORES[@]}" --base-dir "$BASE_DIR" --task-name all-data --data-score-path "$SCORE"
 fi
 extra=()
-[ "$DATASET" = imagenet ] && extra=(--ignore-td)
+recent="$RECENT_METHODS"  # their scores come from the CIFAR-family runs' dynamics
+[ "$DATASET" = imagenet ] && extra=(--ignore-td) && recent=""
 for rate in $RATES; do
   ratio=$(keep_ratio "$rate")
   for seed in ${SEEDS//,/ }; do
-    for method in $METHODS $PEER_METHODS; do
+    for method in $METHODS $PEER_METHODS $recent; do
       betas=0
       [ "$method" = ccs ] && betas=$(betas_for "$rate")
       [ "$method" = d2 ] && betas=$(d2_beta "$rate")

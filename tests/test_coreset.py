@@ -235,8 +235,32 @@ def test_moderate_hand_computed():
         "moderate_distance": torch.tensor([1.0, 2, 3, 10, 11, 5, 6, 7, 8]),
     }
     # budget 4 over classes of 5 and 4: quotas 2.22 and 1.78 -> 2 and 2
-    # class 0 median 3 keeps 3 and 2; class 1 median 6.5 keeps 6 and 7
+    # class 0 ranks 1..2 (values 2, 3: one rank dropped below, two above);
+    # class 1 ranks 1..2 (values 6, 7: one dropped on each side)
     assert select_coreset(score, "moderate", 0.5).tolist() == [1, 2, 6, 7]
+
+
+def test_moderate_keeps_the_median_rank_band_not_the_nearest_values():
+    # a skewed class: the authors' band is of ranks (equal counts either side of the median
+    # rank), which here reaches 100, not the values nearest the median 3 (1, 2, 3)
+    score = {
+        "targets": torch.zeros(7, dtype=torch.long),
+        "moderate_distance": torch.tensor([100.0, 0, 101, 2, 3, 102, 1]),
+    }
+    # ascending: 0 (i1), 1 (i6), 2 (i3), 3 (i4), 100 (i0), 101 (i2), 102 (i5); budget
+    # int(0.43 * 7) = 3 keeps ranks 2..4 (two dropped on each side): indices 3, 4, 0
+    assert select_coreset(score, "moderate", 0.43).tolist() == [0, 3, 4]
+
+
+def test_moderate_band_of_an_odd_remainder_and_ties():
+    # 6 examples, budget 3: floor(3 / 2) = 1 rank dropped below the band, 2 above; the tie
+    # at 5.0 (indices 1 and 4) ranks the lower index first, so ranks 1..3 are 2, 1, 4
+    score = {
+        "targets": torch.zeros(6, dtype=torch.long),
+        "moderate_distance": torch.tensor([1.0, 5, 9, 0.5, 5, 8]),
+    }
+    # ascending: 0.5 (i3), 1 (i0), 5 (i1), 5 (i4), 8 (i5), 9 (i2): ranks 1..3 are i0, i1, i4
+    assert select_coreset(score, "moderate", 0.5).tolist() == [0, 1, 4]
 
 
 def test_largest_remainder():
@@ -256,15 +280,13 @@ def test_moderate_invariants():
     targets = score["targets"]
     split = largest_remainder(torch.bincount(targets.long()), len(chosen))
     assert torch.bincount(targets[chosen].long(), minlength=10).tolist() == split.tolist()
-    for c in range(10):  # every kept example is nearer the class median than every dropped one
-        members = targets == c
-        values = score["el2n"][members].sort().values
-        median = (values[(len(values) - 1) // 2] + values[len(values) // 2]) / 2  # numpy's
-        kept = torch.zeros_like(members)
-        kept[chosen] = True
-        kept_d = (score["el2n"][members & kept] - median).abs()
-        dropped_d = (score["el2n"][members & ~kept] - median).abs()
-        assert kept_d.max() <= dropped_d.min()
+    kept = torch.zeros(len(targets), dtype=torch.bool)
+    kept[chosen] = True
+    for c in range(10):  # a band of ranks: floor((n - b) / 2) dropped below it, the rest above
+        values, members = score["el2n"][targets == c], kept[targets == c]
+        n, b = len(values), int(members.sum())
+        assert int((values < values[members].min()).sum()) == (n - b) // 2
+        assert int((values > values[members].max()).sum()) == n - b - (n - b) // 2
 
 
 # ---- validation and names ---------------------------------------------------------------------
@@ -332,6 +354,8 @@ def test_method_names():
         "moderate",
         "d2",
         "kcenter",
+        "dual",
+        "rs2",
     ]
     with pytest.raises(UserError, match="unknown coreset mode"):
         method_name("ccs", None)

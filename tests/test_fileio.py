@@ -27,3 +27,24 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         atomic_write(str(path), explode)
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["f.json"]
+
+
+@pytest.mark.parametrize("stage", ["write", "chmod", "fsync", "replace"])
+def test_an_interrupted_write_leaves_no_temporary_and_no_open_file(tmp_path, monkeypatch, stage):
+    """Ctrl-C (or SIGTERM, which the report turns into it) at any stage: the old file stays,
+    the temporary goes, and its descriptor is closed (it leaked when chmod was interrupted)."""
+    path = tmp_path / "f.json"
+    path.write_text("old")
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if stage != "write":
+        monkeypatch.setattr(os, stage, interrupt)
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(str(path), interrupt if stage == "write" else lambda fh: fh.write(b"new"))
+    monkeypatch.undo()
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["f.json"]
+    assert len(os.listdir("/proc/self/fd")) == open_before

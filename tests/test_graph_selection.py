@@ -204,6 +204,29 @@ def test_kcenter_float16_features_keep_the_greedy_radius(kcenter_path):
     torch.testing.assert_close(radius, expected_radius, rtol=1e-4, atol=1e-4)
 
 
+def first_pick_seed(n, first):
+    return next(seed for seed in range(1000) if first_draw(n, seed) == first)
+
+
+@pytest.mark.parametrize("delta,expected", [(1e-3, [0, 3, 2]), (1e-4, [0, 3, 2]), (0.0, [0, 3, 1])])
+def test_kcenter_near_tie_is_decided_in_float64(kcenter_path, delta, expected):
+    """Rows 1 and 2 lie at 1 and 1 + delta from the first pick, row 3 far away: with centred
+    norms of ~350, |x|^2 + |c|^2 - 2 x.c in float32 rounds both distances to 1.0, so float32
+    alone picked row 1 at delta 1e-3 and 1e-4. An exact tie (delta 0) goes to the lower row."""
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0 + delta], [1000.0, 1000.0]])
+    picks = kcenter_greedy(x, 3, torch.Generator().manual_seed(first_pick_seed(4, 0)))
+    assert picks.tolist() == expected == dense_kcenter(x.double(), 3, 0)
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_kcenter_float16_features_pick_as_the_dense_float64_greedy(kcenter_path, seed):
+    """Near ties of the float32 distances are settled in float64: the same picks as the
+    dense float64 greedy on the same float16 values (seed 11 differed at pick 56 before)."""
+    x = blobs(500, seed=seed).half()
+    picks = kcenter_greedy(x, 60, torch.Generator().manual_seed(seed))
+    assert picks.tolist() == dense_kcenter(x.double(), 60, first_draw(500, seed))
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_kcenter_covers_clustered_data_no_worse_than_random(seed):
     x = blobs(1500, dim=8, centers=20, spread=0.2, seed=seed)

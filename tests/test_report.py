@@ -393,3 +393,110 @@ def test_strata_counts_place_the_mislabeled_examples_on_the_score_axis(tmp_path)
     assert_png(tmp_path / "s.png")
     del data_score["noisy_label"]
     assert report.strata_counts(data_score, info, indices)["mislabeled_scores"] is None
+
+
+# ---- which runs share a row ---------------------------------------------------------------------
+
+
+def test_runs_apart_in_a_setting_are_separate_rows_not_seeds(base, tmp_path):
+    """Two CCS runs of seed 0 differing only in --strata were one row "± 0.0 (n=2)"."""
+    info = ccs_info(0.1, 0.25, score_file(base), strata=50)
+    write_run(base, "ccs-90-strata50", "ccs", 0.9, 0.70, 0, None, info)
+    table, _ = report.make_report(str(base), str(tmp_path / "out"))
+    assert table_row(table, "ccs strata=5") == ["—", "—", "80.0"]
+    assert table_row(table, "ccs strata=50") == ["—", "—", "70.0"]
+    assert table_row(table, "random") == ["—", "91.0 ± 1.4 (n=2)", "—"]  # seeds still average
+
+
+def test_a_clean_and_a_noisy_full_run_are_separate_rows(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "full", "full", 0.0, 0.95)
+    write_run(root, "full-noise99", "full", 0.0, 0.10, label_noise=0.99, mislabeled_share=0.99)
+    table, _ = report.make_report(str(root), str(tmp_path / "out"))
+    assert table_row(table, "full label_noise=0") == ["95.0"]
+    assert table_row(table, "full label_noise=0.99") == ["10.0"]
+    assert "n=2" not in table
+
+
+def test_rows_split_by_training_flags_and_scoring_run_but_not_runtime_or_place(tmp_path):
+    root = tmp_path / "runs"
+    flags = {"epochs": None, "iterations": 300, "lr": 0.1, "batch_size": 128, "device": "cpu"}
+    moved = "/elsewhere/old-runs/full/data-score-full.pickle"  # this study, recorded elsewhere
+    for seed, device, path in ((0, "cpu", score_file(root)), (1, "cuda", moved)):
+        info = ccs_info(0.1, 0.25, path)
+        args = dict(flags, device=device, workers=seed, task_name=f"ccs-s{seed}")
+        write_run(root, f"ccs-s{seed}", "ccs", 0.9, 0.80 + seed / 100, seed, None, info, args=args)
+    info = ccs_info(0.1, 0.25, root / "other-full" / "data-score-other-full.pickle")
+    write_run(root, "ccs-other", "ccs", 0.9, 0.5, 0, None, info, args=flags)
+    for seed, lr in ((0, 0.1), (0, 0.05)):
+        write_run(root, f"random-lr{lr}", "random", 0.9, 0.4 + lr, seed, args=dict(flags, lr=lr))
+    table, _ = report.make_report(str(root), str(tmp_path / "out"))
+    assert table_row(table, "ccs scores=full/data-score-full.pickle") == ["80.5 ± 0.7 (n=2)"]
+    assert table_row(table, "ccs scores=other-full/data-score-other-full.pickle") == ["50.0"]
+    assert table_row(table, "random lr=0.05") == ["45.0"]
+    assert table_row(table, "random lr=0.1") == ["50.0"]
+
+
+def test_two_runs_of_one_row_and_seed_stop_the_report_in_one_line(base, capsys):
+    flags = {"iterations": 300, "device": "cuda"}
+    write_run(base, "random-50-s0-again", "random", 0.5, 0.50, 0, RANDOM_50[0], args=flags)
+    with pytest.raises(SystemExit) as stop:
+        report.main([str(base)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("error: runs random-50-s0 and random-50-s0-again are one row")
+    assert "same seed 0" in err[0] and "differ only in --device, --iterations" in err[0]
+    assert not (base / "table.md").exists()
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_report_exits_130_in_one_line_and_leaves_no_temporary(
+    base, tmp_path, monkeypatch, capsys, how
+):
+    import signal
+
+    from core.fileio import atomic_write
+    from core.report import build
+
+    def interrupted_figure(runs, path):
+        def write(fh):
+            fh.write(b"half a png")
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at the next bytecode
+            for _ in range(1000):
+                fh.write(b".")
+
+        atomic_write(path, write)
+
+    monkeypatch.setattr(build, "plot_accuracy", interrupted_figure)
+    handler = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        report.main([str(base), "--out", str(out)])
+    assert stop.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: interrupted (the report's files are only ever written whole)"]
+    assert sorted(os.listdir(out)) == ["summary.json", "table.md"]  # no accuracy.png, no *.tmp
+    assert signal.getsignal(signal.SIGTERM) is handler
+
+
+@pytest.mark.slow  # runs python -m core.report in a subprocess
+def test_sigterm_while_importing_or_reporting_is_one_line_and_exit_130(base, tmp_path):
+    """A second after the start the command is still importing torch on most machines (the
+    handler is set before that, in __main__.py) or already reporting: 130 either way."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "core.report", str(base), "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        pytest.skip("the report finished before the signal")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.decode().strip().splitlines() == [f"error: {report.INTERRUPTED}"]
+    assert not out.exists() or not [name for name in os.listdir(out) if name.endswith(".tmp")]

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from core import safe_pickle
-from core.errors import UserError
+from core.errors import UserError, file_error, os_reason
 from core.fileio import atomic_write
 
 DATASETS = ("cifar10", "cifar100", "svhn", "cinic10")
@@ -169,10 +169,13 @@ def _load_cifar_pickle(path: str) -> dict:
     try:
         with open(path, "rb") as fh:
             content = safe_pickle.load(fh, encoding="latin1")
+    except OSError as exc:  # the file, not its content: permissions, a folder, I/O errors
+        raise file_error(path, "read", exc) from None
     except Exception as exc:  # unpickling can fail in many ways; all mean "corrupt"
         raise UserError(
-            f"{path} is not a readable CIFAR pickle ({exc}); delete it and download again"
-        ) from exc
+            f"{path} is not a readable CIFAR pickle ({os_reason(exc)}); delete it and "
+            "download again"
+        ) from None
     if not isinstance(content, dict):
         raise UserError(
             f"{path} is not a CIFAR pickle (holds {type(content).__name__}, not a dict)"
@@ -250,10 +253,13 @@ def _read_svhn_split(path: str) -> ArrayDataset:
     try:
         content = scipy.io.loadmat(path)
         images, labels = content["X"], content["y"]
+    except OSError as exc:  # the file, not its content
+        raise file_error(path, "read", exc) from None
     except Exception as exc:  # scipy raises many types for a damaged file
         raise UserError(
-            f"{path} is not a readable SVHN .mat file ({exc}); delete it and download again"
-        ) from exc
+            f"{path} is not a readable SVHN .mat file ({os_reason(exc)}); delete it and "
+            "download again"
+        ) from None
     if (
         images.ndim != 4
         or images.shape[2] != 3
@@ -297,8 +303,10 @@ def _decode_image(path: str) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable image ({exc}); the file is corrupt") from exc
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... per format
+        raise UserError(
+            f"{path} is not a readable image ({os_reason(exc)}); the file is corrupt"
+        ) from None
 
 
 def _decode_images(paths: list) -> np.ndarray:
@@ -331,8 +339,8 @@ def _load_cache(path: str, count: int):
         return None
     try:
         images = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None  # a damaged cache is rebuilt
+    except Exception:  # OSError, ValueError, EOFError (empty): a damaged cache is rebuilt
+        return None
     if images.dtype != np.uint8 or images.ndim != 4 or len(images) != count:
         return None
     return images

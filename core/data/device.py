@@ -31,7 +31,8 @@ class DeviceLoader:
     picks the subset to iterate, and the yielded ``index`` values are always positions in the
     whole split. ``batch_size`` is the global batch, shared across ranks; images come back as
     float32 ``(x / 255 - mean) / std``, reflect-padded random crops plus horizontal flips when
-    ``augment``.
+    ``augment``. ``epoch_subsets`` (instead of ``indices``; e.g. RS2's schedule) gives each
+    epoch its own subset of one fixed size: ``.size`` and ``.indices(epoch)``.
     """
 
     def __init__(
@@ -50,8 +51,11 @@ class DeviceLoader:
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
+        epoch_subsets=None,
     ):
         _check_arguments(images, targets, mean, std, augment, batch_size, seed, rank, world_size)
+        if epoch_subsets is not None and indices is not None:
+            raise ValueError("give indices or epoch_subsets, not both")
         index = _subset_index(indices, len(targets))
         if len(index) < max(world_size, 1):
             raise UserError(f"{len(index)} examples are too few for {world_size} rank(s)")
@@ -60,7 +64,8 @@ class DeviceLoader:
         self.images = (images if indices is None else images[index]).to(self.device).contiguous()
         self.targets = (targets if indices is None else targets[index]).to(self.device).long()
         self.index = index.to(self.device)
-        self.num_examples = len(index)
+        self.epoch_subsets = epoch_subsets
+        self.num_examples = len(index) if epoch_subsets is None else int(epoch_subsets.size)
         self.augment, self.shuffle, self.seed = augment, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -93,6 +98,8 @@ class DeviceLoader:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         n = self.num_examples
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        if self.epoch_subsets is not None:  # positions into the whole split, kept whole
+            order = self.epoch_subsets.indices(epoch)[order]
         shifts = flips = None
         if self.augment:
             shifts = torch.randint(0, 2 * PADDING + 1, (n, 2), generator=generator)

@@ -10,21 +10,29 @@ every rank, cut into global batches and each batch shared out between the ranks,
 example is seen exactly once per epoch without DistributedSampler's padding duplicates.
 Each image's augmentation is drawn from (seed, epoch, index): the same whatever the number of
 workers or ranks, and a resumed epoch continues exactly.
+
+An image that cannot be decoded (a truncated or garbage JPEG) is skipped, not a PIL traceback
+mid-epoch: one warning per file names it and why, the batch goes on without it (the batch
+boundaries stay, so checkpoints and resuming are exact), and the example is never visited in
+the training dynamics. Checking every file before training was the alternative; for ImageNet
+it means decoding 1.28M images at every start.
 """
 
 import dataclasses
 import functools
 import os
 import shutil
+import sys
 
 import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from tqdm import tqdm
 
 from core.data.device import Normaliser, _subset_index, batch_bounds, epoch_seed
-from core.errors import UserError
+from core.errors import UserError, os_reason
 from core.training.distributed import local_rank, local_world_size, usable_cores
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -167,9 +175,16 @@ class IndexedImages(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, key):
+        """``(position, pixels, target, None)``, or ``(position, None, target, why)`` for an
+        image that cannot be decoded (truncated, not an image, unreadable): it is skipped."""
         position, sample_seed = key
-        with Image.open(self.images.path(position)) as file:
-            image = file.convert("RGB")
+        target = int(self.images.targets[position])
+        path = self.images.path(position)
+        try:
+            with Image.open(path) as file:
+                image = file.convert("RGB")
+        except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, ... per format
+            return position, None, target, f"{path}: {os_reason(error)}"
         if self.augment:
             # torchvision's random transforms draw from the global RNG: seed it per image,
             # and leave the caller's RNG as it was (workers=0 runs this in the main process)
@@ -178,7 +193,34 @@ class IndexedImages(torch.utils.data.Dataset):
                 pixels = self.transform(image)
         else:
             pixels = self.transform(image)
-        return position, pixels, int(self.images.targets[position])
+        return position, pixels, target, None
+
+
+def collate_readable(samples):
+    """A batch of the readable images, ``(index, pixels, targets, unreadable)``, with
+    ``unreadable`` the ``(position, why)`` of those skipped; index is None if none was
+    readable."""
+    readable = [sample[:3] for sample in samples if sample[1] is not None]
+    unreadable = [(sample[0], sample[3]) for sample in samples if sample[1] is None]
+    if not readable:
+        return None, None, None, unreadable
+    index, pixels, targets = torch.utils.data.default_collate(readable)
+    return index, pixels, targets, unreadable
+
+
+_REPORTED: set = set()  # unreadable images already reported by this process
+
+
+def report_unreadable(why: str) -> None:
+    """One warning per unreadable image and process (every epoch meets it again)."""
+    if why in _REPORTED:
+        return
+    _REPORTED.add(why)
+    tqdm.write(
+        f"warning: skipping an unreadable image, {why}; it is left out of every batch (and "
+        "unvisited in the training dynamics) until it is replaced",
+        file=sys.stderr,
+    )
 
 
 class _EpochBatches(torch.utils.data.Sampler):
@@ -221,24 +263,30 @@ class ImageFolderLoader:
         workers: int = 0,
         channels_last: bool = False,
         persistent_workers: bool = True,
+        epoch_subsets=None,
     ):
         if not 0 <= rank < world_size or batch_size < world_size:
             raise UserError(
                 f"batch size {batch_size} and rank {rank} do not fit {world_size} process(es)"
             )
+        if epoch_subsets is not None and indices is not None:
+            raise ValueError("give indices or epoch_subsets, not both")
         self.index = _subset_index(indices, len(images))
-        if len(self.index) < world_size:
-            raise UserError(f"{len(self.index)} examples are too few for {world_size} rank(s)")
+        self.epoch_subsets = epoch_subsets  # as DeviceLoader's: a subset per epoch (RS2)
+        size = len(self.index) if epoch_subsets is None else int(epoch_subsets.size)
+        if size < world_size:
+            raise UserError(f"{size} examples are too few for {world_size} rank(s)")
         self.device = torch.device(device)
         self.shuffle, self.seed, self.augment = shuffle, seed, augment
         self.rank, self.world_size = rank, world_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self._bounds = batch_bounds(len(self.index), batch_size, world_size)
+        self._bounds = batch_bounds(size, batch_size, world_size)
         transform = train_transform(image_size) if augment else test_transform(image_size)
         self._sampler = _EpochBatches()
         self._loader = torch.utils.data.DataLoader(
             IndexedImages(images, transform, augment),
             batch_sampler=self._sampler,
+            collate_fn=collate_readable,
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=persistent_workers and workers > 0,
@@ -264,9 +312,10 @@ class ImageFolderLoader:
     def batches(self, epoch: int) -> list:
         """This rank's batches of ``epoch``: lists of (dataset position, augmentation seed)."""
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        n = len(self.index)
+        index = self.index if self.epoch_subsets is None else self.epoch_subsets.indices(epoch)
+        n = len(index)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
-        positions = self.index[order].tolist()
+        positions = index[order].tolist()
         base = epoch_seed(self.seed, epoch) if self.augment else 0
         return [
             [
@@ -277,7 +326,18 @@ class ImageFolderLoader:
         ]
 
     def _to_device(self, batches):
-        for index, images, targets in batches:
+        for index, images, targets, unreadable in batches:
+            for _, why in unreadable:
+                report_unreadable(why)
+            readable = 0 if index is None else len(index)
+            if unreadable and readable < min(2, readable + len(unreadable)):
+                # BatchNorm in training needs 2 examples (batch_bounds keeps 2 per rank): a
+                # batch left with fewer would fail in the model; say why here instead
+                raise UserError(
+                    f"{len(unreadable)} of the {readable + len(unreadable)} images of a batch "
+                    f"are unreadable, e.g. {unreadable[0][1]}; replace them (the run resumes "
+                    "from its last checkpoint)"
+                )
             images = images.to(self.device, non_blocking=True)  # uint8: a quarter of float's bytes
             images = images.contiguous(memory_format=self.memory_format)
             yield (

@@ -15,30 +15,34 @@ score, features and indices files), measures (strata counts, coverage distances)
 (matplotlib), build (make_report), cli (flags, main).
 """
 
-from core.report.build import make_report
-from core.report.cli import main, parse_args
-from core.report.figures import plot_accuracy, plot_coverage, plot_strata
-from core.report.inputs import load_features, read_indices
-from core.report.measures import compute_distances, coverage_distances, strata_counts
-from core.report.runs import choose_variants, collect_runs, summarise
-from core.report.tables import markdown_table
-from core.run_folder import features_beside
+import importlib
 
-__all__ = [
-    "choose_variants",
-    "collect_runs",
-    "compute_distances",
-    "coverage_distances",
-    "features_beside",
-    "load_features",
-    "main",
-    "make_report",
-    "markdown_table",
-    "parse_args",
-    "plot_accuracy",
-    "plot_coverage",
-    "plot_strata",
-    "read_indices",
-    "strata_counts",
-    "summarise",
-]
+INTERRUPTED = "interrupted (the report's files are only ever written whole)"  # Ctrl-C, SIGTERM
+# name -> module; imported on first use, so that `python -m core.report` can catch Ctrl-C and
+# SIGTERM (__main__.py) before the seconds that importing torch takes
+_EXPORTS = {
+    "choose_variants": "core.report.runs",
+    "collect_runs": "core.report.runs",
+    "compute_distances": "core.report.measures",
+    "coverage_distances": "core.report.measures",
+    "features_beside": "core.run_folder",
+    "load_features": "core.report.inputs",
+    "main": "core.report.cli",
+    "make_report": "core.report.build",
+    "markdown_table": "core.report.tables",
+    "parse_args": "core.report.cli",
+    "plot_accuracy": "core.report.figures",
+    "plot_coverage": "core.report.figures",
+    "plot_strata": "core.report.figures",
+    "read_indices": "core.report.inputs",
+    "strata_counts": "core.report.measures",
+    "summarise": "core.report.runs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'core.report' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,7 +1,12 @@
 """The command line: python -m core.report BASE_DIR [--out DIR] [...]."""
 
+import contextlib
+import signal
+import threading
+
 from core.cli import ArgumentParser
 from core.errors import UserError, exit_with_error
+from core.report import INTERRUPTED
 from core.report.build import make_report
 
 
@@ -51,18 +56,43 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
-        table, written = make_report(
-            base_dir=args.base_dir,
-            out_dir=args.out,
-            features_path=args.features,
-            data_score_path=args.data_score,
-            coverage_rate=args.coverage_rate,
-            device=args.device,
-        )
+        with _sigterm_as_interrupt():
+            _report(args)
     except UserError as exc:
         exit_with_error(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every file is written whole or not at all
+        exit_with_error(INTERRUPTED, code=130)
+
+
+def _report(args) -> None:
+    table, written = make_report(
+        base_dir=args.base_dir,
+        out_dir=args.out,
+        features_path=args.features,
+        data_score_path=args.data_score,
+        coverage_rate=args.coverage_rate,
+        device=args.device,
+    )
     print()
     print(table, end="")
     print()
     for path in written:
         print(f"wrote {path}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt while the report runs, so the atomic writes remove
+    their temporary files (the default SIGTERM ends the process on the spot)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -14,8 +14,27 @@ from core.run_folder import RunFolder
 
 METHOD_ORDER = methods.result_order()
 HARD_CUT = tuple(m.result_name for m in methods.METHODS.values() if m.hard_cut and m.result_name)
-RANKED = ("forgetting", "accumulated_margin", "el2n", "entropy", "loss")  # score-ranked modes
+RANKED = tuple(p.name for p in methods.method("coreset").presets)  # score-ranked methods
 REQUIRED_KEYS = ("method", "pruning_rate", "best_acc")
+# train.py / train_imagenet.py flags that do not change a run's result (how it ran, where its
+# folder lives), the seed (what the report averages over), and those whose value the report
+# takes from elsewhere: the resolved precision (the section), the label-noise rate the run
+# trained on (metrics.json's own label_noise) and the coreset flags (its "coreset" record)
+NOT_SETTINGS = frozenset(
+    ("gpuid", "device", "checkpoint_interval", "no_resume", "compile", "workers", "no_download",
+     "ignore_td", "task_name", "base_dir", "data_dir", "seed", "precision", "label_noise",
+     "coreset", "coreset_mode", "coreset_ratio", "coreset_key", "data_score_descending",
+     "class_balanced", "mis_ratio", "mis_key", "mis_data_score_descending", "strata",
+     "d2_neighbors", "d2_forward_gamma", "d2_reverse_gamma", "data_score_path", "features_path",
+     # core.settings.RunSettings' record: its selection is the coreset record already
+     "download", "selection")
+)  # fmt: skip
+# the coreset record's names as the report shows them; its ratio is the table's column and
+# mis_ratio the beta the report sweeps (choose_variants), so neither splits a row
+RECORD_NAMES = {"mode": "coreset_mode", "key": "coreset_key", "descending": "data_score_descending",
+                "mis_descending": "mis_data_score_descending", "data_score_path": "scores",
+                "features_path": "features", "ratio": None, "mis_ratio": None}  # fmt: skip
+PATH_SETTINGS = ("scores", "features")
 SUMMARY_KEYS = (
     "method",
     "label",
@@ -85,6 +104,8 @@ def collect_runs(base_dir: str, left_out: list | None = None) -> list[dict]:
         raise UserError(
             f"no usable metrics.json under {base_dir!r}: is it the --base-dir of the runs?"
         )
+    label_what_differs(runs)
+    refuse_repeated_seeds(runs)
     return sorted(runs, key=sort_key)
 
 
@@ -122,8 +143,98 @@ def _run_entry(metrics: dict, folder: str, base_dir: str) -> dict:
         run_dir=os.path.relpath(folder, base_dir),
         aucpr=None,
         abs_dir=folder,
+        settings=run_settings(metrics, base_dir),
+        flags=metrics.get("args") or {},
     )
     return run
+
+
+def run_settings(metrics: dict, base_dir: str) -> dict:
+    """Every recorded setting that changes a run's result, besides its seed: its flags
+    (``args``) but those in NOT_SETTINGS, its coreset record (paths by where they lie, not by
+    where the base folder is: _where) and the label-noise rate it trained on."""
+    args = metrics.get("args") or {}
+    found = {name: value for name, value in args.items() if name not in NOT_SETTINGS}
+    for name, value in (metrics.get("coreset") or {}).items():
+        shown = RECORD_NAMES.get(name, name)
+        if shown in PATH_SETTINGS:
+            value = _where(value, base_dir)
+        if shown is not None:
+            found[shown] = value
+    found["label_noise"] = metrics.get("label_noise") or 0.0  # null: clean labels
+    return found
+
+
+def _where(path, base_dir: str):
+    """A recorded file by where it lies: relative to the report's base folder when inside it,
+    else its folder's name and its own (a study moved elsewhere keeps its names)."""
+    if not path:
+        return path
+    path = os.path.normpath(os.path.abspath(path))
+    base = os.path.normpath(os.path.abspath(base_dir))
+    if os.path.commonpath([path, base]) == base:
+        return os.path.relpath(path, base)
+    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def label_what_differs(runs: list[dict]) -> None:
+    """Runs of one method (one label) whose settings differ are separate rows: each label
+    gains ``name=value`` for every setting that varies among them (a run that does not
+    record one shows ``name=?``), so a row averages only runs that differ in their seed.
+    Runs made before a setting was recorded are taken to share the value of those that
+    record it, when they all record one value."""
+    rows = defaultdict(list)
+    for run in runs:
+        rows[(group(run), run["label"])].append(run)
+    for row in rows.values():
+        recorded = defaultdict(set)
+        for run in row:
+            for name, value in run["settings"].items():
+                recorded[name].add(_shown(value))
+        varying = sorted(name for name, values in recorded.items() if len(values) > 1)
+        for run in row:
+            given = run["settings"]
+            run["label"] += "".join(
+                f" {name}={_shown(given[name]) if name in given else '?'}" for name in varying
+            )
+
+
+def _shown(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "none" if value is None else str(value)
+
+
+def refuse_repeated_seeds(runs: list[dict]) -> None:
+    """A row's runs must differ in their seed: two runs of one row, rate, beta and seed are
+    the same experiment twice (or differ only in what the report does not count as a
+    setting), and averaging them would count one seed twice. UserError naming both."""
+    seen = {}
+    for run in sorted(runs, key=lambda run: run["run_dir"]):
+        cell = (group(run), run["label"], rate(run), run["mis_ratio"], run["seed"])
+        if cell in seen:
+            first = seen[cell]
+            raise UserError(
+                f"runs {first['run_dir']} and {run['run_dir']} are one row of the table "
+                f"({run['label']}, {percent(run['pruning_rate'])}) with the same seed "
+                f"{run['seed']} ({_flags_apart(first, run)}): the report would average them "
+                "as two seeds; keep one of them under BASE_DIR"
+            )
+        seen[cell] = run
+
+
+def _flags_apart(one: dict, other: dict) -> str:
+    """Which flags two runs differ in, besides their folder's name and place."""
+    names = (set(one["flags"]) | set(other["flags"])) - {"task_name", "base_dir"}
+    apart = sorted(name for name in names if one["flags"].get(name) != other["flags"].get(name))
+    if not apart:
+        return "the same flags"
+    return "their flags differ only in " + ", ".join(
+        "--" + name.replace("_", "-") for name in apart
+    )
 
 
 # ----------------------------------------------------------------------------- order, groups

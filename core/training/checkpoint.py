@@ -1,13 +1,15 @@
 """Checkpoints and resuming: atomic writes, safe loads (weights_only), RNG states, and the
 rule that a run folder is only ever resumed with the settings it was started with."""
 
+import errno
 import os
 
 import torch
 
-from core.errors import UserError
+from core.errors import FileAccessError, UserError, os_reason
+from core.file_kinds import check_structure
 from core.fileio import atomic_torch_save
-from core.run_folder import RunFolder
+from core.run_folder import RunFolder, check_still_held_for, claimed_folder_of
 from core.safe_pickle import RefusedGlobal, torch_load
 from core.training import distributed as dist_utils
 
@@ -35,23 +37,40 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(state: dict, path: str) -> None:
-    atomic_torch_save(state, path)
+    """Write a checkpoint atomically. In a run folder this process claimed, first make sure
+    the folder is still its own (``RunFolder.check_still_held``): removed meanwhile, the lock
+    is taken again; taken by another run, UserError and nothing is written. A folder removed
+    in the middle of the write is taken again and the checkpoint written once more."""
+    for attempt in range(2):
+        check_still_held_for(path)
+        try:
+            atomic_torch_save(state, path)
+            return
+        except FileAccessError as error:
+            if attempt or error.errno != errno.ENOENT or not claimed_folder_of(path):
+                raise
 
 
-def load_checkpoint(path: str) -> dict:
-    """Load a checkpoint onto the CPU without executing code from it (weights_only=True)."""
+def load_checkpoint(path: str, kind: str | None = None) -> dict:
+    """Load a checkpoint onto the CPU without executing code from it (weights_only=True), and
+    check that it holds what its kind needs (``core.file_kinds.check_structure``; the kind is
+    told by the file's name unless given: ckpt-last.pt / ckpt-best.pt, td-<task>.pt,
+    label-noise.pt, coreset-indices.pt). One-line UserError for a missing, unreadable,
+    hostile or incomplete file."""
+    if os.path.isdir(path):
+        raise UserError(f"checkpoint {path} is a folder, not a file")
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        return torch_load(path)
+        state = torch_load(path)
     except RefusedGlobal as refused:
         raise UserError(
             f"refusing to read checkpoint {path}: it names {refused.name}, which no checkpoint "
             "of this project holds (a file from elsewhere, or tampered with)"
         ) from None
     except Exception as exc:  # torch raises several types for corrupt or foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read checkpoint {path}: {first}") from None
+        raise UserError(f"cannot read checkpoint {path}: {os_reason(exc)}") from None
+    return check_structure(path, state, kind)
 
 
 def resume_state(run: RunFolder, fingerprint: dict, no_resume: bool) -> dict | None:

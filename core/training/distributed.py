@@ -12,13 +12,21 @@ Launch modes (docs/DISTRIBUTED.md):
 import contextlib
 import datetime
 import os
+import signal
 import sys
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from core.errors import UserError, exit_with_error
+from core.errors import (
+    UserError,
+    describe_os_error,
+    exit_with_error,
+    interrupt_message,
+    is_startup_handler,
+    raise_terminated,
+)
 
 # A collective that waits longer than this raises instead of hanging, e.g. when another node
 # died. Generous: nothing in training makes one rank wait for another for minutes.
@@ -300,14 +308,52 @@ def shutdown() -> None:
 
 
 def run_entry_point(main, args) -> int:
-    """Run a script's ``main(args)``: a UserError becomes ``error: ...`` and exit code 2, and the
+    """Run a script's ``main(args)`` so that however it ends, the user reads one line and no
+    traceback: a UserError becomes ``error: ...`` and exit code 2; so does any OSError, naming
+    its file and the errno's meaning (``error: /x/ckpt-last.pt: cannot write: No space left on
+    device``); Ctrl-C and SIGTERM (raised as ``Terminated``, so that temporary files are
+    removed and the run folder's lock released) end with one line and exit code 130. The
+    Trainer catches both signals itself during training, checkpoints and returns 130. The
     process group is always left cleanly (a gloo process exiting inside one aborts)."""
     where = f"[rank {launched_rank()}] " if launched_world_size() > 1 else ""
+    previous = _take_over_signals()
     try:
         return main(args)
     except UserError as err:
         exit_with_error(where + str(err))
-    except KeyboardInterrupt:  # outside training, which checkpoints and exits 130 itself
-        exit_with_error(where + "interrupted (files are only ever written whole)", code=130)
+    except OSError as err:  # a file the code did not wrap: still one line naming it
+        exit_with_error(where + describe_os_error(err))
+    except KeyboardInterrupt as interrupt:  # outside training, which checkpoints and exits 130
+        exit_with_error(where + interrupt_message(interrupt), code=130)
     finally:
-        shutdown()
+        try:
+            shutdown()
+        finally:
+            _restore_signals(previous)
+
+
+def _take_over_signals() -> dict:
+    """SIGINT raises KeyboardInterrupt and SIGTERM raises Terminated while ``main`` runs,
+    replacing Python's defaults or the start-up handlers of core/__init__.py; a signal set to
+    be ignored, or handled by an embedding program, is left as it is. Returns the handlers to
+    restore."""
+    usual = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    wanted = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: raise_terminated}
+    previous = {}
+    try:
+        for signum, handler in wanted.items():
+            current = signal.getsignal(signum)
+            if current is usual[signum] or is_startup_handler(current):
+                previous[signum] = signal.signal(signum, handler)
+    except ValueError:  # not the main thread: signals are the main thread's business
+        pass
+    return previous
+
+
+def _restore_signals(previous: dict) -> None:
+    """The handlers from before ``main``; Python's usual ones in place of the start-up
+    handlers, whose "nothing was written" no longer holds."""
+    usual = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    for signum, handler in previous.items():
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signum, usual[signum] if is_startup_handler(handler) else handler)

@@ -5,6 +5,8 @@ import time
 
 from tqdm import tqdm
 
+from core.errors import file_error
+from core.run_folder import check_still_held_for, claimed_folder_of
 from core.training import distributed as dist_utils
 
 
@@ -21,5 +23,16 @@ class RunLog:
         tqdm.write(message)  # keeps a live progress bar intact
         if self.path:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            with open(self.path, "a") as fh:
-                fh.write(f"{stamp} {message}\n")
+            for attempt in range(2):
+                # a run folder removed meanwhile is taken again (or the run stops) before the
+                # log is appended to, as before a checkpoint: core.run_folder
+                check_still_held_for(self.path)
+                try:
+                    with open(self.path, "a") as fh:
+                        fh.write(f"{stamp} {message}\n")
+                    return
+                except FileNotFoundError as error:  # removed between the check and the open
+                    if attempt or not claimed_folder_of(self.path):
+                        raise file_error(self.path, "write", error) from None
+                except OSError as error:
+                    raise file_error(self.path, "write", error) from None
