@@ -12,6 +12,7 @@ import sys
 
 from core import cli
 from core.data import DATASETS, DeviceLoader, inference_batch_size, load_dataset
+from core.data.fingerprint import data_fingerprint
 from core.data.subset import take_test_subset, take_train_subset
 from core.experiment import DataFamily, train_run
 from core.models import CIFAR_NETWORKS, build_model
@@ -114,6 +115,7 @@ CIFAR_FAMILY = DataFamily(
     weight_decay=5e-4,
     nesterov=True,
     follows_noise=True,
+    fingerprint=lambda data: data_fingerprint(data.train.targets, images=data.train.images),
 )
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import sys
 
 from core import cli
+from core.data.fingerprint import data_fingerprint
 from core.data.imagenet import ImageFolderLoader, default_workers, load_imagefolder
 from core.experiment import DataFamily, train_run
 from core.models import IMAGENET_NETWORKS, build_model
@@ -91,6 +92,7 @@ IMAGENET_FAMILY = DataFamily(
     nesterov=False,
     topk=(1, 5),
     prepare=resolve_workers,
+    fingerprint=lambda data: data_fingerprint(data.train.targets, paths=data.train.paths),
     # DUAL's ImageNet script scores the first 60 epochs (its CIFAR one 30)
     dynamics_options={"dual_epochs": 60},
 )

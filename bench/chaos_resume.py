@@ -3,7 +3,8 @@ produces equals an uninterrupted run's output bit for bit (CPU).
 
 The chain is the paper's (full-data run with dynamics -> scores -> a CCS coreset run), on a
 small CIFAR-10 written here unless --data-dir is given. Checkpoints are written at every
-epoch end (--checkpoint-interval 0) so that kills land during checkpoint writes too.
+epoch end (--checkpoint-interval 0) so that kills land during checkpoint writes too, and every
+third kill comes near the end of a run, between its last checkpoint and its outputs.
 
     python bench/chaos_resume.py --kills 6 --seed 0
 """
@@ -110,8 +111,10 @@ def run_with_kills(argv, kills, rng, duration):
     while killed < kills:
         proc = run(argv)
         # early enough that the (resumed, shorter) run is still going, late enough to be past
-        # start-up: into training steps and checkpoint writes
-        time.sleep(rng.uniform(0.15, 0.5) * duration)
+        # start-up: into training steps and checkpoint writes; every third kill late, where it
+        # lands between the last checkpoint and the outputs (the run is finished by rerunning)
+        late = killed % 3 == 2
+        time.sleep(rng.uniform(0.85, 1.0) * duration if late else rng.uniform(0.15, 0.5) * duration)
         if proc.poll() is not None:  # finished before the kill: nothing left to interrupt
             break
         proc.kill()

@@ -9,7 +9,9 @@ which loaders and model they get, and the optimiser's constants. Everything else
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +50,8 @@ class DataFamily:
     nesterov: bool
     topk: tuple = (1,)
     follows_noise: bool = False
+    # the data's fingerprint (core.data.fingerprint), recorded for scoring to compare
+    fingerprint: Callable = lambda data: {}
     prepare: Callable[[RunSettings], RunSettings] = lambda settings: settings
     dynamics_options: dict = dataclasses.field(default_factory=dict)  # TrainingDynamics windows
 
@@ -61,10 +65,13 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
     claim_run_folder(run)  # one process per run folder
     fingerprint = dict(settings.fingerprint(), world_size=dist_utils.world_size())
     state = resume_state(run, fingerprint, settings.no_resume)
-    if already_finished(run, state):
+    if settings.no_resume:
+        clear_outputs(run)
+    if already_finished(run, state, outputs_written(run, state)):
         return 0
 
     data = family.load(settings)
+    data_fingerprint = family.fingerprint(data)  # the dataset's own labels, before any noise
     score_data = _read_score_file(settings)  # once: the labels and the selection read it
     data, noise = _labels(settings, family, data, score_data)
     targets = family.targets(data)
@@ -119,6 +126,7 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
             "fingerprint": fingerprint,
             "settings": settings.record(),
             "num_classes": data.num_classes,
+            "data_fingerprint": data_fingerprint,
         },
         what=f"{settings.network} on {family.name(settings)}: {used}/{n} examples",
     )
@@ -139,6 +147,36 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
         noise=noise,
     )
     return 0
+
+
+def outputs_written(run: RunFolder, state: dict | None) -> bool:
+    """Whether a run's outputs are all there: metrics.json, and the dynamics and coreset
+    files its checkpoint says it makes. A checkpoint of finished training without them (the
+    disk filled, the process was killed after the last step) is finished by writing them."""
+    if state is None:
+        return False
+    fingerprint = state.get("fingerprint", {})
+    needed = [run.metrics]
+    if state.get("dynamics") is not None:
+        needed.append(run.td)
+    if (fingerprint.get("coreset") or {}).get("mode"):
+        needed.append(run.indices)
+    return all(os.path.isfile(path) for path in needed)
+
+
+def clear_outputs(run: RunFolder) -> None:
+    """--no-resume: the earlier run's outputs, and the scores and features made from it, go
+    before anything trains, so none of them is ever taken for the new run's (rank 0)."""
+    if not dist_utils.is_main():
+        return
+    paths = (run.last, run.best, run.metrics, run.td, run.indices, run.label_noise,
+             run.data_score, run.features)  # fmt: skip
+    removed = [os.path.basename(p) for p in paths if os.path.isfile(p)]
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    if removed:
+        RunLog(run.log).info(f"--no-resume: removed the earlier run's {', '.join(removed)}")
 
 
 def _read_score_file(settings: RunSettings) -> dict | None:

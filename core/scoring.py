@@ -11,6 +11,7 @@ import torch
 
 from core.authors_td import dynamics_from_logs, log_files
 from core.data import DeviceLoader, inference_batch_size, load_dataset
+from core.data.fingerprint import data_fingerprint, differences
 from core.data.noise import LabelNoise, with_targets
 from core.data.subset import take_train_subset
 from core.errors import UserError
@@ -36,6 +37,11 @@ def load_finished_run(
     their AUM and forgetting would read 0, as if measured. Refused unless allowed."""
     state = _finished_checkpoint(run, script)
     if not os.path.isfile(run.td):
+        if state.get("dynamics") is not None:  # training finished, its outputs were not written
+            raise UserError(
+                f"{run.td} is missing, though the run's checkpoint holds its dynamics: run its "
+                f"{script} command again, which writes its outputs without training"
+            )
         raise UserError(f"{run.td} is missing: the run recorded no training dynamics")
     td = load_checkpoint(run.td)
     unvisited = int((td["scores"]["visits"] == 0).sum())
@@ -61,6 +67,17 @@ def _finished_checkpoint(run: RunFolder, script: str) -> dict:
             "again to resume and finish it"
         )
     return state
+
+
+def check_same_data(state: dict, found: dict, run: RunFolder, data_dir: str) -> None:
+    """UserError unless the data loaded are those the run trained on (its recorded
+    fingerprint; runs made before fingerprints are not checked)."""
+    parts = differences(state.get("data_fingerprint"), found)
+    if parts:
+        raise UserError(
+            f"--data-dir {data_dir}: its training set's {' and '.join(parts)} differ from those "
+            f"the run in {run.dir} trained on; score it with the data it trained on"
+        )
 
 
 def authors_td_path(run: RunFolder, given: str | None, imagenet: bool) -> str | None:
@@ -240,6 +257,9 @@ def score_finished_run(
     data_dir = data_dir or (trained.data_dir if trained else None) or AUTHORS_DEFAULTS["data_dir"]
     data = load_dataset(dataset, data_dir, download=download)
     data = take_train_subset(data, trained.train_subset if trained else 0)
+    check_same_data(
+        state, data_fingerprint(data.train.targets, images=data.train.images), run, data_dir
+    )
     noise = run_label_noise(run, data.train.targets)
     if noise is not None:  # loss and the score file's targets: the labels it trained on
         data = with_targets(data, noise.targets)
@@ -310,6 +330,9 @@ def score_imagenet_run(
     from core.data.imagenet import load_imagefolder
 
     data = load_imagefolder(data_dir or run_data_dir)
+    if state is not None:
+        found = data_fingerprint(data.train.targets, paths=data.train.paths)
+        check_same_data(state, found, run, data_dir or run_data_dir)
     n = len(data.train)
     if td is not None and (
         td["scores"]["visits"].numel() != n or state["num_classes"] != data.num_classes

@@ -98,9 +98,15 @@ def resume_state(run: RunFolder, fingerprint: dict, no_resume: bool) -> dict | N
     return state
 
 
-def already_finished(run: RunFolder, state: dict | None) -> bool:
-    """Whether the checkpoint is of a finished run (and says so): nothing is left to do."""
+def already_finished(run: RunFolder, state: dict | None, outputs_written: bool = True) -> bool:
+    """Whether the checkpoint is of a finished run whose outputs are written (and says so):
+    nothing is left to do. Finished training without its outputs is not finished: the caller
+    resumes it, which trains no step and writes them."""
     if state is None or not state.get("finished"):
+        return False
+    if not outputs_written:
+        if dist_utils.is_main():
+            print(f"{run.dir}: training finished earlier but its outputs are missing; writing them")
         return False
     if dist_utils.is_main():
         print(

@@ -14,6 +14,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from core.errors import UserError
 from core.models import unwrap
 from core.run_folder import RunFolder
 from core.training import distributed as dist_utils
@@ -95,6 +96,8 @@ class Trainer:
         self.main = dist_utils.is_main()
         self._stop_signal = None
         self._stop_vote = None  # made at the first vote, once the process group exists
+        # batch (within its epoch) of the first non-finite loss this epoch, -1: none
+        self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=self.device)
         self._last_save = time.monotonic()
         self._last_line = 0.0  # epoch lines: every test and the last, others every 10 s
         self.position = {"iteration": 0, "epoch": 0, "batch": 0}
@@ -202,6 +205,18 @@ class Trainer:
         self.save_last(finished=True)
         return self.result(total_iterations, total_epochs)
 
+    def _diverged(self, epoch: int, first_iteration: int):
+        """A non-finite loss ends training at the epoch's end, before anything is saved: the
+        last checkpoint keeps the last finite state."""
+        batch = int(self._first_nonfinite)  # -1 on a rank that saw none (another rank did)
+        where = f"iteration {first_iteration + batch + 1}" if batch >= 0 else f"epoch {epoch + 1}"
+        lr = self.optimizer.param_groups[0]["lr"]
+        raise UserError(
+            f"the training loss became NaN or infinite at {where} (epoch {epoch + 1}): training "
+            f"diverged; lower --lr (the learning rate was {lr:g} then) or the weight decay. "
+            f"{self.run.last} keeps the last finite state; rerun with --no-resume to start afresh"
+        )
+
     def _announce(self, total_iterations, total_epochs, per_epoch):
         planned = total_epochs * per_epoch
         if self.position["iteration"] > 0:
@@ -220,14 +235,18 @@ class Trainer:
     def _one_epoch(self, bar, total_epochs, epochs_per_test):
         """One epoch, then its summary (one host sync), test, log line and checkpoint."""
         epoch = self.position["epoch"]
+        first_iteration = self.position["iteration"] - self.position["batch"]
         loss_sum, correct, seen = self.train_one_epoch(bar)
         # A checkpoint is due by rank 0's clock alone: saving is a collective (the dynamics
         # all-reduce), so every rank must decide alike.
         due = self.main and time.monotonic() - self._last_save >= self.checkpoint_interval_s
         due_tensor = torch.tensor(float(due), device=self.device)
-        stats = torch.stack([loss_sum.float(), correct.float(), due_tensor])
+        bad = (self._first_nonfinite >= 0).float()
+        stats = torch.stack([loss_sum.float(), correct.float(), due_tensor, bad])
         dist_utils.all_reduce_sum_(stats)
-        loss_v, correct_v, due_v = stats.tolist()  # host sync, once per epoch
+        loss_v, correct_v, due_v, bad_v = stats.tolist()  # host sync, once per epoch
+        if bad_v or not math.isfinite(loss_v):
+            self._diverged(epoch, first_iteration)
         seen_all = max(1, seen * dist_utils.world_size())
         finished = self.position["epoch"] >= total_epochs
         # the reference's test points (0-based epochs; it also tests once after the loop, the
@@ -261,10 +280,17 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen, t0 = 0, time.perf_counter()
+        self._first_nonfinite.fill_(-1)
+        step = torch.zeros((), device=self.device, dtype=torch.long)  # this epoch's, on device
         for index, images, targets in self.train_loader.epoch(epoch, start_batch=start):
             with autocast_for(self.device, self.precision):
                 logits = self.model(images)
                 loss = F.cross_entropy(logits, targets)
+            # the first step of the epoch whose loss is NaN or infinite, kept on the device:
+            # read with the epoch's summary, not per step
+            first = (self._first_nonfinite < 0) & ~torch.isfinite(loss.detach())
+            self._first_nonfinite = torch.where(first, step + start, self._first_nonfinite)
+            step += 1
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
