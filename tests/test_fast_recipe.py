@@ -96,8 +96,8 @@ def test_parameter_groups_lrs_and_decoupled_weight_decay():
     model = build_model("airbench94", 10)
     recipe = FastRecipe()
     optimizer, _ = built(recipe, model, batch_size=512)
-    bn_bias, whiten_bias, other = optimizer.param_groups
-    assert [len(g["params"]) for g in (bn_bias, whiten_bias, other)] == [6, 1, 7]
+    other, bn_bias, whiten_bias = optimizer.param_groups
+    assert [len(g["params"]) for g in (other, bn_bias, whiten_bias)] == [7, 6, 1]
     assert whiten_bias["params"][0] is model.whiten.bias
     assert all(p is m.bias for p, m in zip(bn_bias["params"], _batch_norms(model)))
     trained = {id(p) for g in optimizer.param_groups for p in g["params"]}
@@ -128,9 +128,9 @@ def test_schedule_values_and_frozen_whitening_bias():
         scheduler.step()
         lrs = [g["lr"] for g in optimizer.param_groups]
         assert lrs[0] == pytest.approx(base[0] * recipe.schedule(step))
-        assert lrs[2] == pytest.approx(base[2] * recipe.schedule(step))
+        assert lrs[1] == pytest.approx(base[1] * recipe.schedule(step))
         # the whitening bias trains for 3 epochs (30 steps), then its lr is 0
-        assert lrs[1] == (pytest.approx(base[1] * recipe.schedule(step)) if step < 30 else 0.0)
+        assert lrs[2] == (pytest.approx(base[2] * recipe.schedule(step)) if step < 30 else 0.0)
 
 
 def test_loss_is_label_smoothed_cross_entropy_mean():

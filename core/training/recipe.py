@@ -87,9 +87,10 @@ class FastRecipe:
 
     # ---- optimiser and schedule --------------------------------------------------------
     def build(self, model, *, lr=None, total_iterations, iterations_per_epoch, batch_size):
-        """Nesterov SGD in three groups (BatchNorm biases at 64x the lr, the whitening bias,
-        the rest), each decaying by the same ``weight_decay * batch_size / 1024`` per step at
-        the schedule's peak, and a per-step LambdaLR."""
+        """Nesterov SGD in three groups: the weights (first, so logs show their lr), BatchNorm
+        biases at 64x the lr and the whitening bias, all decaying by the same amount per step
+        (``weight_decay`` per 1024 examples, times the schedule); and a per-step LambdaLR.
+        ``batch_size`` is the global batch."""
         lr = self.lr if lr is None else lr
         self.total_iterations = total_iterations
         # Nesterov's steps are (1 + 1/(1 - momentum)) x the gradient for a constant gradient;
@@ -99,7 +100,7 @@ class FastRecipe:
         sgd_lr = lr / kilostep * batch_size
         decay = self.weight_decay * batch_size / kilostep  # per step, decoupled from lr
         groups = _parameter_groups(unwrap(model))
-        lrs = {"bn_bias": sgd_lr * self.bias_scaler, "whiten_bias": sgd_lr, "other": sgd_lr}
+        lrs = {"other": sgd_lr, "bn_bias": sgd_lr * self.bias_scaler, "whiten_bias": sgd_lr}
         optimizer = torch.optim.SGD(
             [
                 dict(params=params, lr=lrs[name], weight_decay=decay / lrs[name])
@@ -110,10 +111,13 @@ class FastRecipe:
         )
         freeze_at = self.whiten_bias_epochs * iterations_per_epoch
 
+        def trained(step):
+            return self.schedule(step)
+
         def frozen_later(step):
             return self.schedule(step) if step < freeze_at else 0.0  # lr 0: the bias stays
 
-        lambdas = [frozen_later if name == "whiten_bias" else self.schedule for name in groups]
+        lambdas = [frozen_later if name == "whiten_bias" else trained for name in groups]
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
     def schedule(self, step):
@@ -196,13 +200,13 @@ BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def _parameter_groups(net) -> dict:
-    """Trainable parameters: BatchNorm biases, the whitening bias (if any), the rest."""
+    """Trainable parameters: the rest, BatchNorm biases, the whitening bias (if any)."""
     whiten = getattr(net, "whiten", None)
     whiten_bias = [] if whiten is None or whiten.bias is None else [whiten.bias]
     bn_bias = [m.bias for m in net.modules() if isinstance(m, BATCH_NORMS) and m.bias is not None]
     chosen = {id(p) for p in whiten_bias + bn_bias}
     other = [p for p in net.parameters() if id(p) not in chosen]
-    groups = {"bn_bias": bn_bias, "whiten_bias": whiten_bias, "other": other}
+    groups = {"other": other, "bn_bias": bn_bias, "whiten_bias": whiten_bias}
     return {
         name: [p for p in params if p.requires_grad]
         for name, params in groups.items()
