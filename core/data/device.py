@@ -12,6 +12,8 @@ import torch
 from core.errors import UserError
 
 PADDING = 4  # RandomCrop(32, padding=4, padding_mode="reflect") in the reference
+AIRBENCH = "airbench"  # augment= mode of the fast recipe: translate 2 px, alternating flips
+AIRBENCH_PADDING = 2
 
 
 def inference_batch_size(device) -> int:
@@ -31,8 +33,11 @@ class DeviceLoader:
     picks the subset to iterate, and the yielded ``index`` values are always positions in the
     whole split. ``batch_size`` is the global batch, shared across ranks; images come back as
     float32 ``(x / 255 - mean) / std``, reflect-padded random crops plus horizontal flips when
-    ``augment``. ``epoch_subsets`` (instead of ``indices``; e.g. RS2's schedule) gives each
-    epoch its own subset of one fixed size: ``.size`` and ``.indices(epoch)``.
+    ``augment`` is True. ``augment="airbench"`` is airbench94's: crops padded by 2 instead of 4,
+    and each example mirrored in alternate epochs (a random half in even epochs, the other half
+    in odd ones), so every example is seen both ways every two epochs. ``epoch_subsets``
+    (instead of ``indices``; e.g. RS2's schedule) gives each epoch its own subset of one fixed
+    size: ``.size`` and ``.indices(epoch)``.
     """
 
     def __init__(
@@ -71,6 +76,11 @@ class DeviceLoader:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self._bounds = batch_bounds(self.num_examples, batch_size, world_size)
         self._normalise_uint8 = Normaliser(mean, std, self.device)
+        self.padding = AIRBENCH_PADDING if augment == AIRBENCH else PADDING
+        if augment == AIRBENCH:  # which examples even epochs mirror: fixed by the seed alone
+            generator = torch.Generator().manual_seed(flip_seed(seed))
+            self._even_flips = torch.randint(0, 2, (len(self.images),), generator=generator)
+            self._even_flips = self._even_flips.bool().to(self.device)
 
     def __len__(self) -> int:
         """Batches per epoch, the same on every rank."""
@@ -100,12 +110,15 @@ class DeviceLoader:
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         if self.epoch_subsets is not None:  # positions into the whole split, kept whole
             order = self.epoch_subsets.indices(epoch)[order]
-        shifts = flips = None
+        order, shifts, flips = order.to(self.device), None, None
         if self.augment:
-            shifts = torch.randint(0, 2 * PADDING + 1, (n, 2), generator=generator)
-            flips = torch.randint(0, 2, (n,), generator=generator).bool()
-            shifts, flips = shifts.to(self.device), flips.to(self.device)
-        return order.to(self.device), shifts, flips
+            shifts = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=generator)
+            shifts = shifts.to(self.device)
+        if self.augment == AIRBENCH:
+            flips = self._even_flips[order] ^ bool(epoch % 2)  # odd epochs mirror the others
+        elif self.augment:
+            flips = torch.randint(0, 2, (n,), generator=generator).bool().to(self.device)
+        return order, shifts, flips
 
     def _crop_and_flip(self, position, shifts, flips) -> torch.Tensor:
         """Reflect-padded crops, flipped where ``flips``, as one gather from the uint8 data.
@@ -114,8 +127,9 @@ class DeviceLoader:
         reflected into range; flipping reverses the column indices.
         """
         channels, height, width = self.images.shape[1:]
-        rows = _reflect(torch.arange(height, device=self.device) + shifts[:, :1] - PADDING, height)
-        cols = _reflect(torch.arange(width, device=self.device) + shifts[:, 1:] - PADDING, width)
+        pad = self.padding
+        rows = _reflect(torch.arange(height, device=self.device) + shifts[:, :1] - pad, height)
+        cols = _reflect(torch.arange(width, device=self.device) + shifts[:, 1:] - pad, width)
         cols = torch.where(flips[:, None], cols.flip(1), cols)
         channel = torch.arange(channels, device=self.device)
         return self.images[
@@ -143,7 +157,7 @@ class Normaliser:
 
 
 def _reflect(coordinate: torch.Tensor, size: int) -> torch.Tensor:
-    """Map coordinates in [-PADDING, size + PADDING) back into [0, size) like reflect padding."""
+    """Map coordinates in [-padding, size + padding) back into [0, size) like reflect padding."""
     coordinate = coordinate.abs()
     return torch.where(coordinate > size - 1, 2 * (size - 1) - coordinate, coordinate)
 
@@ -163,6 +177,11 @@ def batch_bounds(num_examples: int, batch_size: int, world_size: int) -> list:
 def epoch_seed(seed: int, epoch: int) -> int:
     """A well-mixed 64-bit generator seed for (seed, epoch)."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0])
+
+
+def flip_seed(seed: int) -> int:
+    """The seed of the airbench mode's fixed flips, a stream no (seed, epoch) pair can give."""
+    return int(np.random.SeedSequence(seed, spawn_key=(1,)).generate_state(1, np.uint64)[0])
 
 
 def _subset_index(indices, num_examples: int) -> torch.Tensor:
@@ -192,9 +211,12 @@ def _check_arguments(
         raise UserError(f"rank {rank} outside 0..{world_size - 1}")
     if batch_size < world_size:
         raise UserError(f"batch size {batch_size} is smaller than the world size {world_size}")
-    if augment and min(images.shape[2:]) <= PADDING:
+    if augment not in (False, True, AIRBENCH):
+        raise UserError(f"augment must be True, False or {AIRBENCH!r}, got {augment!r}")
+    padding = AIRBENCH_PADDING if augment == AIRBENCH else PADDING
+    if augment and min(images.shape[2:]) <= padding:
         raise UserError(
-            f"images of {list(images.shape[2:])} pixels are too small to pad by {PADDING}"
+            f"images of {list(images.shape[2:])} pixels are too small to pad by {padding}"
         )
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {seed!r}")

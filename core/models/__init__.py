@@ -3,10 +3,11 @@
 import torch.nn as nn
 
 from core.errors import UserError
+from core.models.airbench import Airbench94
 from core.models.cifar_resnet import BasicBlock, Bottleneck, ResNet, SmallResNet
 from core.models.head import Fp32Linear
 
-CIFAR_NETWORKS = ("resnet18", "resnet50", "resnet20", "resnet32", "resnet56")
+CIFAR_NETWORKS = ("resnet18", "resnet50", "resnet20", "resnet32", "resnet56", "airbench94")
 IMAGENET_NETWORKS = ("resnet18", "resnet34", "resnet50")
 
 
@@ -30,6 +31,8 @@ def build_model(name: str, num_classes: int, imagenet: bool = False) -> nn.Modul
         return ResNet(Bottleneck, [3, 4, 6, 3], num_classes)
     if name in ("resnet20", "resnet32", "resnet56"):
         return SmallResNet(int(name[len("resnet") :]), num_classes)
+    if name == "airbench94":
+        return Airbench94(num_classes)
     raise UserError(f"--network {name!r} is unknown; choose from {', '.join(CIFAR_NETWORKS)}")
 
 
