@@ -74,8 +74,9 @@ def load(settings: RunSettings):
     return take_test_subset(take_train_subset(data, settings.train_subset), settings.test_subset)
 
 
-def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None):
-    """Both sets resident on the device; the training set restricted to the coreset."""
+def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None, augment=True):
+    """Both sets resident on the device; the training set restricted to the coreset (or
+    RS2's epoch subsets), augmented as the recipe says."""
     on_device = dict(
         mean=data.mean,
         std=data.std,
@@ -88,7 +89,7 @@ def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None):
     train = DeviceLoader(
         data.train.images,
         data.train.targets,
-        augment=data.augment,
+        augment=augment,
         batch_size=settings.batch_size,
         shuffle=True,
         indices=indices,

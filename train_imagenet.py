@@ -53,7 +53,7 @@ def resolve_workers(settings: RunSettings) -> RunSettings:
     return dataclasses.replace(settings, workers=default_workers(dist_utils.local_world_size()))
 
 
-def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None):
+def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None, augment=True):
     """Decoded by DataLoader workers, normalised on the device; training restricted to the
     coreset."""
     common = dict(
@@ -70,7 +70,7 @@ def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None):
     )
     train = ImageFolderLoader(
         data.train,
-        augment=True,
+        augment=augment,
         shuffle=True,
         indices=indices,
         epoch_subsets=epoch_subsets,

@@ -9,6 +9,9 @@ import argparse
 
 from core import methods
 from core.errors import exit_with_error
+from core.settings import RECIPE_DEFAULTS
+
+PAPER, FAST = RECIPE_DEFAULTS["paper"], RECIPE_DEFAULTS["fast"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -59,8 +62,6 @@ def add_run_flags(parser: argparse.ArgumentParser, data_dir_default="./data") ->
 def add_training_flags(
     parser: argparse.ArgumentParser,
     *,
-    batch_size=256,
-    lr=0.1,
     network="resnet18",
     networks=None,
     iterations_per_testing=800,
@@ -80,10 +81,24 @@ def add_training_flags(
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=batch_size,
-        help=f"global batch size, split across processes (default: {batch_size})",
+        default=None,
+        help="global batch size, split across processes (default: "
+        f"{PAPER['batch_size']}; --recipe fast: {FAST['batch_size']})",
     )
-    parser.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr})")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"learning rate (default: {PAPER['lr']}; --recipe fast: {FAST['lr']} per 1024 "
+        "examples, decoupled)",
+    )
+    parser.add_argument(
+        "--recipe",
+        choices=("paper", "fast"),
+        default="paper",
+        help="(ours) paper: the reference's SGD, schedule and loss; fast: airbench94's recipe "
+        "(with --network airbench94; docs/FAITHFULNESS.md section F) (default: paper)",
+    )
     parser.add_argument(
         "--network",
         type=str,

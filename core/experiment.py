@@ -28,7 +28,8 @@ from core.scores import TrainingDynamics
 from core.settings import RunSettings
 from core.training import distributed as dist_utils
 from core.training.checkpoint import already_finished, resume_state
-from core.training.optim import build_scheduler, build_sgd, total_iterations
+from core.training.optim import total_iterations
+from core.training.recipe import FastRecipe, PaperRecipe
 from core.training.run import place_model, resolve_precision, seed_everything
 from core.training.runlog import RunLog
 from core.training.trainer import Interrupted, Trainer
@@ -84,15 +85,20 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
         if per_epoch is not None:  # a fresh subset every epoch (RS2); indices: epoch 0's
             subsets = per_epoch(settings.selection, targets, settings.seed)
     seed_everything(settings.seed)  # the same on every rank: DDP starts from rank 0's weights
+    recipe = make_recipe(settings, family)
     train_loader, test_loader = family.loaders(
-        data, settings, None if subsets else indices, device, epoch_subsets=subsets
-    )
+        data, settings, None if subsets else indices, device, epoch_subsets=subsets,
+        augment=recipe.augmentation(getattr(data, "augment", True)),
+    )  # fmt: skip
     model = place_model(family.model(settings, data.num_classes), device, settings.compile)
-    optimizer = build_sgd(
-        model, settings.lr, weight_decay=family.weight_decay, nesterov=family.nesterov
-    )
     total = total_iterations(settings.epochs, settings.iterations, len(train_loader))
-    scheduler = build_scheduler(optimizer, settings.scheduler, total, len(train_loader))
+    optimizer, scheduler = recipe.build(
+        model, lr=settings.lr, total_iterations=total, iterations_per_epoch=len(train_loader),
+        batch_size=settings.batch_size,
+    )  # fmt: skip
+    if state is None:  # a fresh run: what the recipe sets from data (airbench's whitening)
+        first = recipe.prepare_images
+        recipe.prepare(model, train_loader.first_images(first) if first else None)
     n = len(targets)
     dynamics = None
     if not settings.ignore_td:
@@ -116,6 +122,7 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
         device=device,
         run=run,
         dynamics=dynamics,
+        recipe=recipe,
         topk=family.topk,
         precision=precision,
         precision_why=precision_why,
@@ -177,6 +184,14 @@ def clear_outputs(run: RunFolder) -> None:
             os.unlink(path)
     if removed:
         RunLog(run.log).info(f"--no-resume: removed the earlier run's {', '.join(removed)}")
+
+
+def make_recipe(settings: RunSettings, family: DataFamily):
+    """The training recipe: the paper's (the launcher's SGD constants, --scheduler) or fast."""
+    if settings.recipe == "fast":
+        return FastRecipe()
+    return PaperRecipe(weight_decay=family.weight_decay, nesterov=family.nesterov,
+                       scheduler=settings.scheduler, lr=settings.lr)  # fmt: skip
 
 
 def _read_score_file(settings: RunSettings) -> dict | None:

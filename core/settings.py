@@ -144,6 +144,13 @@ def check_strata(strata) -> None:
         raise UserError(f"--strata: the number of strata must be a positive integer, got {strata}")
 
 
+# --lr and --batch-size when not given: the reference scripts' (paper) and airbench94's (fast; lr
+# per 1024 examples, core.training.recipe.FastRecipe)
+RECIPE_DEFAULTS = {
+    "paper": {"lr": 0.1, "batch_size": 256},
+    "fast": {"lr": 11.5, "batch_size": 1024},
+}
+
 # What each launcher's run folder must keep to be resumed (besides the selection and the number
 # of processes). The names and the order are those of every run folder made so far.
 RESUME_FIELDS = {
@@ -187,8 +194,9 @@ class RunSettings:
     data_dir: str
     epochs: int | None = None
     iterations: int | None = None
-    batch_size: int = 256
-    lr: float = 0.1
+    batch_size: int | None = None  # None: the recipe's default
+    lr: float | None = None
+    recipe: str = "paper"
     seed: int = 0
     iterations_per_testing: int = 800
     snapshot_epochs: tuple = ()
@@ -214,6 +222,13 @@ class RunSettings:
     selection: Selection | None = None
 
     def __post_init__(self):
+        if self.recipe not in RECIPE_DEFAULTS:
+            raise UserError(f"--recipe {self.recipe!r}: choose paper or fast")
+        for name, value in RECIPE_DEFAULTS[self.recipe].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if self.recipe == "fast" and self.script != "train.py":
+            raise UserError("--recipe fast: airbench94's recipe is for the CIFAR family (train.py)")
         name = self.task_name
         if not name or name in (".", "..") or os.sep in name or "/" in name or name.startswith("."):
             raise UserError(
@@ -306,6 +321,8 @@ class RunSettings:
         selection's (its record with the paths as given; {} for full data)."""
         settings = {name: getattr(self, name) for name in RESUME_FIELDS[self.script]}
         # only where asked: folders made before these flags resume as they were
+        if self.recipe != "paper":
+            settings["recipe"] = self.recipe
         if self.snapshot_epochs:
             settings["snapshot_epochs"] = list(self.snapshot_epochs)
         for name in ("dynamics_window", "dynamics_epochs"):

@@ -139,6 +139,11 @@ class DeviceLoader:
             cols[:, None, None, :],
         ]
 
+    def first_images(self, count: int) -> torch.Tensor:
+        """The first ``count`` examples this loader holds, normalised, not augmented (what a
+        recipe sets from data before training: airbench's whitening)."""
+        return self._normalise(self.images[:count])
+
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
         images = images.contiguous(memory_format=self.memory_format)  # cheaper in uint8
         return self._normalise_uint8(images)

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.data.device import AIRBENCH
 from core.models import unwrap
 from core.training.optim import build_scheduler, build_sgd
 
@@ -43,8 +44,14 @@ class PaperRecipe:
         )
         return optimizer, scheduler
 
+    prepare_images = 0  # prepare() needs no data
+
     def prepare(self, model, images):
         pass
+
+    def augmentation(self, dataset_augment):
+        """The training loader's augmentation: the dataset's own (crops and flips, or none)."""
+        return dataset_augment
 
     def loss(self, logits, targets):
         return F.cross_entropy(logits, targets)
@@ -78,7 +85,7 @@ class FastRecipe:
     warmup, start, end = 0.23, 0.2, 0.07  # lr x0.2 -> x1 over 23% of the steps, -> x0.07 at the end
     whiten_bias_epochs = 3  # the whitening bias trains for 3 epochs, then is frozen
     ema_every, ema_base, ema_power = 5, 0.95, 3  # every 5 steps, decay 0.95^5 (t / T)^3
-    whiten_images = 5000  # training images the whitening statistics come from
+    whiten_images = prepare_images = 5000  # training images the whitening statistics come from
 
     def __init__(self, tta_level=2):
         self.tta_level = tta_level  # 0 none, 1 flip, 2 flip and 1-pixel translations
@@ -132,6 +139,10 @@ class FastRecipe:
 
     def loss(self, logits, targets):
         return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+
+    def augmentation(self, dataset_augment):
+        """airbench's translate-by-2 and alternating flips, where the dataset augments."""
+        return AIRBENCH if dataset_augment else False
 
     # ---- whitening and weight averaging ------------------------------------------------
     def prepare(self, model, images):

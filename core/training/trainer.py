@@ -12,7 +12,6 @@ import signal
 import time
 
 import torch
-import torch.nn.functional as F
 
 from core.errors import UserError
 from core.models import unwrap
@@ -20,6 +19,7 @@ from core.run_folder import RunFolder
 from core.training import distributed as dist_utils
 from core.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from core.training.progress import Progress
+from core.training.recipe import PaperRecipe
 from core.training.runlog import RunLog
 
 EPOCH_LOG_INTERVAL_S = 10.0  # runs of tiny epochs (small coresets) log one line per 10 s
@@ -35,15 +35,17 @@ def autocast_for(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def evaluate(model, loader, device, precision="fp32", topk=(1,)):
-    """Top-k accuracies (fractions) over a loader; ranks' shares are summed under DDP."""
+def evaluate(model, loader, device, precision="fp32", topk=(1,), predict=None):
+    """Top-k accuracies (fractions) over a loader; ranks' shares are summed under DDP.
+    ``predict(model, images) -> logits`` (a recipe's test-time augmentation; default: the
+    model's logits)."""
     was_training = model.training
     model.eval()
     correct = torch.zeros(len(topk), device=device, dtype=torch.float64)
     count = torch.zeros((), device=device, dtype=torch.float64)
     with torch.no_grad(), autocast_for(device, precision):
         for _, images, targets in loader.epoch(0):
-            logits = model(images)
+            logits = model(images) if predict is None else predict(model, images)
             top = logits.topk(min(max(topk), logits.shape[1]), dim=1).indices  # k <= classes
             hits = top == targets[:, None]
             for i, k in enumerate(topk):
@@ -73,6 +75,7 @@ class Trainer:
         device,
         run: RunFolder,
         dynamics=None,
+        recipe=None,
         precision="fp32",
         precision_why="",
         log: RunLog | None = None,
@@ -88,6 +91,7 @@ class Trainer:
         self.device, self.precision, self.topk = device, precision, tuple(topk)
         self.precision_why = precision_why
         self.dynamics = dynamics
+        self.recipe = PaperRecipe() if recipe is None else recipe  # loss, averaging, TTA
         self.run, self.what = run, what
         self.log = log
         self.checkpoint_interval_s = checkpoint_interval_s
@@ -114,6 +118,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "dynamics": self.dynamics.state_dict() if self.dynamics is not None else None,
+            "recipe": self.recipe.state_dict(),
             "position": dict(self.position),
             "best_acc": self.best_acc,
             "last_acc": self.last_acc,
@@ -137,6 +142,7 @@ class Trainer:
         self.history = list(state["history"])
         self.train_time_s, self.images_seen = state["train_time_s"], state["images_seen"]
         self.wall_before_s = state.get("wall_time_s", 0.0)
+        self.recipe.load_state_dict(state.get("recipe") or {})  # older checkpoints: paper's
         set_rng_state(state["rng"])
 
     def save_last(self, finished=False):
@@ -285,7 +291,7 @@ class Trainer:
         for index, images, targets in self.train_loader.epoch(epoch, start_batch=start):
             with autocast_for(self.device, self.precision):
                 logits = self.model(images)
-                loss = F.cross_entropy(logits, targets)
+                loss = self.recipe.loss(logits, targets)
             # the first step of the epoch whose loss is NaN or infinite, kept on the device:
             # read with the epoch's summary, not per step
             first = (self._first_nonfinite < 0) & ~torch.isfinite(loss.detach())
@@ -295,6 +301,7 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
+            self.recipe.after_step(self.model, self.position["iteration"] + 1)
             logits, loss = logits.detach(), loss.detach()
             if self.dynamics is not None:
                 self.dynamics.update(epoch, index, logits, targets)
@@ -317,7 +324,8 @@ class Trainer:
         return loss_sum, correct, seen
 
     def _test(self):
-        accs = evaluate(self.model, self.test_loader, self.device, self.precision, self.topk)
+        accs = evaluate(self.recipe.eval_model(self.model), self.test_loader, self.device,
+                        self.precision, self.topk, predict=self.recipe.predict)  # fmt: skip
         self.last_acc = accs[0]
         improved = accs[0] > self.best_acc or not self.history
         self.best_acc = max(self.best_acc, accs[0])
