@@ -99,3 +99,30 @@ def test_resuming_with_other_settings_is_refused(tiny_cifar10, tmp_path):
     argv[argv.index("--epochs") + 1] = "2"
     proc = run_script(*argv, check=False)
     assert proc.returncode == 2 and "--no-resume" in proc.stderr
+
+
+def test_sigkill_under_the_fast_recipe_resumes_bit_identically(tiny_cifar10, tmp_path):
+    """The EMA of the weights and the whitening are in the checkpoint: a killed and resumed
+    fast-recipe run ends with the same weights and dynamics as one never interrupted."""
+    base = str(tmp_path)
+    fast = ["--network", "airbench94", "--recipe", "fast", "--batch-size", "64"]
+
+    def argv(task):
+        return tiny_train_argv(tiny_cifar10, base, task, "--epochs", "6",
+                               "--checkpoint-interval", "0", *fast)  # fmt: skip
+
+    run_script(*argv("clean"))
+    code, _ = start_and_stop(argv("killed"), f"{base}/killed/ckpt-last.pt", signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    resumed = run_script(*argv("killed"))
+    assert "resuming" in resumed.stdout, resumed.stdout + resumed.stderr
+    clean = torch.load(f"{base}/clean/ckpt-last.pt", weights_only=True)
+    killed = torch.load(f"{base}/killed/ckpt-last.pt", weights_only=True)
+    assert all(torch.equal(clean["model"][k], killed["model"][k]) for k in clean["model"])
+    assert "whiten.weight" in clean["model"] and clean["recipe"]["ema"]
+    assert all(torch.equal(clean["recipe"]["ema"][k], killed["recipe"]["ema"][k])
+               for k in clean["recipe"]["ema"])  # fmt: skip
+    a, b = scores(base, "clean"), scores(base, "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    metrics = [json.load(open(f"{base}/{t}/metrics.json")) for t in ("clean", "killed")]
+    assert metrics[0]["best_acc"] == metrics[1]["best_acc"]
