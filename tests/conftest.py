@@ -58,26 +58,6 @@ def coreset_flags(mode, ratio, **flags):
     return dict(coreset=True, coreset_mode=mode, coreset_ratio=ratio, **flags)
 
 
-def tiny_train_argv(data_dir, base, task, *extra):
-    """train.py on the tiny CIFAR-10 with a small network: the tests' usual run."""
-    return [
-        "train.py",
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        data_dir,
-        "--network",
-        "resnet20",
-        "--batch-size",
-        "64",
-        "--base-dir",
-        base,
-        "--task-name",
-        task,
-        *extra,
-    ]
-
-
 def run_script(*argv, check=True, timeout=600, env=None):
     """Run one of the project's scripts as a user would; returns the CompletedProcess."""
     proc = subprocess.run(
