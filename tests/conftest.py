@@ -19,24 +19,43 @@ def script_env(**extra):
     return dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **extra)
 
 
-def tiny_train_argv(data_dir, base, task, *extra):
-    """train.py on the tiny CIFAR-10 with a small network: the tests' usual run."""
-    return [
-        "train.py",
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        data_dir,
-        "--network",
-        "resnet20",
-        "--batch-size",
-        "64",
-        "--base-dir",
-        base,
-        "--task-name",
-        task,
-        *extra,
-    ]
+def script_argv(script, **flags):
+    """``[script, --flag, value, ...]``: each keyword is a flag, underscores turned to dashes
+    (``batch_size=64`` -> ``--batch-size 64``); True is a bare flag (``coreset=True`` ->
+    ``--coreset``), None leaves the flag out, any other value is written with str()."""
+    argv = [script]
+    for name, value in flags.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    return argv
+
+
+def train_argv(data_dir, base, task, script="train.py", **flags):
+    """train.py (or a script with its flags) on the tiny CIFAR-10 with a small network: the
+    tests' usual run. `flags` add to these or replace them (None drops one)."""
+    usual = dict(dataset="cifar10", data_dir=data_dir, network="resnet20", batch_size=64)
+    return script_argv(script, **{**usual, "base_dir": base, "task_name": task, **flags})
+
+
+def imagenet_argv(data_dir, base, task, **flags):
+    """train_imagenet.py on a tiny ImageFolder: 32-pixel crops decoded in the process."""
+    usual = dict(data_dir=data_dir, image_size=32, workers=0)
+    return script_argv(
+        "train_imagenet.py", **{**usual, "base_dir": base, "task_name": task, **flags}
+    )
+
+
+def score_argv(base, task, imagenet=False, **flags):
+    """generate_importance_score.py (or _imagenet.py) on the run <base>/<task>."""
+    script = "generate_importance_score_imagenet.py" if imagenet else "generate_importance_score.py"
+    return script_argv(script, base_dir=base, task_name=task, **flags)
+
+
+def coreset_flags(mode, ratio, **flags):
+    """The flags of a coreset run (`train_argv(..., **coreset_flags("random", 0.1))`)."""
+    return dict(coreset=True, coreset_mode=mode, coreset_ratio=ratio, **flags)
 
 
 def run_script(*argv, check=True, timeout=600, env=None):

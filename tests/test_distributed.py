@@ -11,7 +11,15 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, run_script, script_env
+from conftest import (
+    ROOT,
+    coreset_flags,
+    imagenet_argv,
+    run_script,
+    score_argv,
+    script_env,
+    train_argv,
+)
 
 from core.score_io import load_data_score
 
@@ -28,43 +36,13 @@ FAKE_TWO_GPUS = (
 RUN_FILES = {"ckpt-last.pt", "ckpt-best.pt", "metrics.json"}
 
 
-def train_cifar(data_dir, base, task, *extra):
-    return [
-        "train.py",
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        data_dir,
-        "--network",
-        "resnet20",
-        "--base-dir",
-        base,
-        "--task-name",
-        task,
-        "--no-download",
-        *extra,
-    ]
+def train_cifar(data_dir, base, task, **flags):
+    """train.py's tiny run, at the default batch of 256 unless told, without downloading."""
+    return train_argv(data_dir, base, task, **{"batch_size": None, "no_download": True, **flags})
 
 
-def train_imagenet(data_dir, base, task, *extra):
-    return [
-        "train_imagenet.py",
-        "--data-dir",
-        data_dir,
-        "--network",
-        "resnet18",
-        "--image-size",
-        "32",
-        "--workers",
-        "0",
-        "--batch-size",
-        "16",
-        "--base-dir",
-        base,
-        "--task-name",
-        task,
-        *extra,
-    ]
+def train_imagenet(data_dir, base, task, **flags):
+    return imagenet_argv(data_dir, base, task, network="resnet18", batch_size=16, **flags)
 
 
 def visits(run_dir, task):
@@ -95,9 +73,7 @@ def imagefolder(tmp_path_factory):
 
 def test_train_py_under_torchrun(tiny_cifar10, tmp_path):
     base = str(tmp_path)
-    proc = run_script(
-        *TORCHRUN, *train_cifar(tiny_cifar10, base, "ddp", "--epochs", "2", "--batch-size", "64")
-    )
+    proc = run_script(*TORCHRUN, *train_cifar(tiny_cifar10, base, "ddp", epochs=2, batch_size=64))
     assert_rank0_only(proc, f"{base}/ddp", "ddp")
     assert torch.equal(visits(f"{base}/ddp", "ddp"), torch.full((400,), 2, dtype=torch.int32))
     metrics = json.load(open(f"{base}/ddp/metrics.json"))
@@ -115,25 +91,19 @@ def test_one_and_two_processes_pick_the_same_coreset(tiny_cifar10, tmp_path):
             {"targets": targets.int(), "accumulated_margin": torch.randn(400, generator=generator)},
             fh,
         )
-    flags = [
-        "--iterations",
-        "2",
-        "--batch-size",
-        "32",
-        "--coreset",
-        "--coreset-mode",
-        "stratified",
-        "--coreset-key",
-        "accumulated_margin",
-        "--data-score-path",
-        score_path,
-        "--coreset-ratio",
-        "0.2",
-        "--mis-ratio",
-        "0.3",
-    ]
-    run_script(*train_cifar(tiny_cifar10, str(tmp_path), "one", *flags))
-    run_script(*TORCHRUN, *train_cifar(tiny_cifar10, str(tmp_path), "two", *flags))
+    flags = dict(
+        iterations=2,
+        batch_size=32,
+        **coreset_flags(
+            "stratified",
+            0.2,
+            coreset_key="accumulated_margin",
+            data_score_path=score_path,
+            mis_ratio=0.3,
+        ),
+    )
+    run_script(*train_cifar(tiny_cifar10, str(tmp_path), "one", **flags))
+    run_script(*TORCHRUN, *train_cifar(tiny_cifar10, str(tmp_path), "two", **flags))
     one = torch.load(tmp_path / "one" / "coreset-indices.pt", weights_only=True)
     two = torch.load(tmp_path / "two" / "coreset-indices.pt", weights_only=True)
     assert one.numel() == 80 and torch.equal(one, two)
@@ -148,15 +118,7 @@ def test_train_imagenet_under_torchrun_and_scores_on_two_processes(imagefolder, 
     proc = run_script(
         *TORCHRUN,
         *train_imagenet(
-            imagefolder,
-            base,
-            "full",
-            "--epochs",
-            "2",
-            "--scheduler",
-            "cosine",
-            "--iterations-per-testing",
-            "1",
+            imagefolder, base, "full", epochs=2, scheduler="cosine", iterations_per_testing=1
         ),
     )
     run = f"{base}/full"
@@ -165,21 +127,19 @@ def test_train_imagenet_under_torchrun_and_scores_on_two_processes(imagefolder, 
     history = json.load(open(f"{run}/metrics.json"))["history"]
     assert len(history) == 2 and all(len(entry["acc"]) == 2 for entry in history)  # top-1, top-5
 
-    score = [
-        "generate_importance_score_imagenet.py",
-        "--data-dir",
-        imagefolder,
-        "--base-dir",
-        base,
-        "--task-name",
-        "full",
-        "--workers",
-        "0",
-    ]
-    run_script(*score, "--data-score-path", f"{base}/one.pt")
-    proc = run_script(
-        "-c", FAKE_TWO_GPUS, *score, "--data-score-path", f"{base}/two.pt", "--gpuid", "0,1"
-    )
+    def score(out, **flags):
+        return score_argv(
+            base,
+            "full",
+            imagenet=True,
+            data_dir=imagefolder,
+            workers=0,
+            data_score_path=f"{base}/{out}",
+            **flags,
+        )
+
+    run_script(*score("one.pt"))
+    proc = run_script("-c", FAKE_TWO_GPUS, *score("two.pt", gpuid="0,1"))
     assert "starting 2 processes" in proc.stdout and proc.stdout.count("wrote ") == 1
     one, two = load_data_score(f"{base}/one.pt"), load_data_score(f"{base}/two.pt")
     assert set(one) == set(two) and torch.equal(two["visits"], one["visits"])
@@ -193,15 +153,7 @@ def test_sigterm_then_rerun_resumes_under_torchrun(tiny_cifar10, tmp_path):
     argv = [
         *TORCHRUN,
         *train_cifar(
-            tiny_cifar10,
-            base,
-            "stop",
-            "--epochs",
-            str(epochs),
-            "--batch-size",
-            "32",
-            "--checkpoint-interval",
-            "0",
+            tiny_cifar10, base, "stop", epochs=epochs, batch_size=32, checkpoint_interval=0
         ),
     ]
     job = subprocess.Popen(
@@ -234,12 +186,12 @@ def test_a_failing_rank_ends_the_job(tiny_cifar10, imagefolder, tmp_path, case):
     base = str(tmp_path / "runs")
     if case == "rank 0 fails, rank 1 waits":  # rank 0 reads (or downloads) the data first
         argv, message = (
-            train_cifar(str(tmp_path / "nodata"), base, "t", "--epochs", "1"),
+            train_cifar(str(tmp_path / "nodata"), base, "t", epochs=1),
             ("error: [rank 0] cifar10: expected"),
         )
     else:
         argv, message = (
-            train_imagenet(str(tmp_path / "nodata"), base, "t", "--epochs", "1"),
+            train_imagenet(str(tmp_path / "nodata"), base, "t", epochs=1),
             ("error: [rank 1] --data-dir"),
         )
     proc = run_script(*TORCHRUN, *argv, check=False, timeout=120)

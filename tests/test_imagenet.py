@@ -9,7 +9,7 @@ import pickle
 import pytest
 import torch
 from authors_format import authors_log, reference_dynamics
-from conftest import run_script
+from conftest import coreset_flags, imagenet_argv, run_script, score_argv
 
 pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 
@@ -20,88 +20,40 @@ EPOCHS = 2
 
 def seed_commands(data_dir, base, score_path):
     """The three seed commands of the original README (the CCS one at 90% and 80%)."""
-    fast = ["--image-size", "32"]
+    readme = dict(lr=0.1, scheduler="cosine", network="resnet34", batch_size=256, gpuid="0,1")
 
     def coreset(task, ratio, mis_ratio):
-        return [
-            "train_imagenet.py",
-            "--iterations",
-            "4",
-            "--iterations-per-testing",
-            "2",
-            "--lr",
-            "0.1",
-            "--scheduler",
-            "cosine",
-            "--task-name",
-            task,
-            "--data-dir",
+        return imagenet_argv(
             data_dir,
-            "--base-dir",
             f"{base}/ccs",
-            "--coreset",
-            "--coreset-mode",
-            "stratified",
-            "--data-score-path",
-            score_path,
-            "--coreset-key",
-            "accumulated_margin",
-            "--network",
-            "resnet34",
-            "--batch-size",
-            "256",
-            "--coreset-ratio",
-            ratio,
-            "--mis-ratio",
-            mis_ratio,
-            "--data-score-descending",
-            "1",
-            "--gpuid",
-            "0,1",
-            "--ignore-td",
-            *fast,
-            "--workers",
-            "0",
-        ]
+            task,
+            iterations=4,
+            iterations_per_testing=2,
+            **readme,
+            **coreset_flags(
+                "stratified",
+                ratio,
+                data_score_path=score_path,
+                coreset_key="accumulated_margin",
+                mis_ratio=mis_ratio,
+                data_score_descending=1,
+                ignore_td=True,
+            ),
+        )
 
     return {
-        "full": [
-            "train_imagenet.py",
-            "--epochs",
-            str(EPOCHS),
-            "--lr",
-            "0.1",
-            "--scheduler",
-            "cosine",
-            "--task-name",
-            "ICLR2023-ImageNet",
-            "--base-dir",
-            base,
-            "--data-dir",
+        "full": imagenet_argv(
             data_dir,
-            "--network",
-            "resnet34",
-            "--batch-size",
-            "256",
-            "--gpuid",
-            "0,1",
-            *fast,
-            "--workers",
-            "2",
-            "--iterations-per-testing",
-            "1",
-        ],
-        "scores": [
-            "generate_importance_score_imagenet.py",
-            "--data-dir",
-            data_dir,
-            "--base-dir",
             base,
-            "--task-name",
             "ICLR2023-ImageNet",
-            "--data-score-path",
-            score_path,
-        ],
+            epochs=EPOCHS,
+            **readme,
+            workers=2,
+            iterations_per_testing=1,
+        ),
+        "scores": score_argv(
+            base, "ICLR2023-ImageNet", imagenet=True, data_dir=data_dir, data_score_path=score_path
+        ),
         "ccs-0.1": coreset("aum-s-0.1", "0.1", "0.3"),
         "ccs-0.2": coreset("aum-s-0.2", "0.2", "0.2"),
     }
@@ -202,26 +154,12 @@ def assert_user_error(proc, *fragments):
         assert fragment in lines[0], (fragment, lines[0])
 
 
-def train(data_dir, base, *extra):
-    return run_script(
-        "train_imagenet.py",
-        "--data-dir",
-        data_dir,
-        "--base-dir",
-        base,
-        "--task-name",
-        "t",
-        "--image-size",
-        "32",
-        "--workers",
-        "0",
-        *extra,
-        check=False,
-    )
+def train(data_dir, base, **flags):
+    return run_script(*imagenet_argv(data_dir, base, "t", **flags), check=False)
 
 
 def test_missing_data_dir(tmp_path):
-    proc = train(str(tmp_path / "nodata"), str(tmp_path / "runs"), "--epochs", "1")
+    proc = train(str(tmp_path / "nodata"), str(tmp_path / "runs"), epochs=1)
     assert_user_error(proc, "--data-dir", "train")
     assert not os.path.exists(tmp_path / "runs")
 
@@ -231,26 +169,19 @@ def test_unsorted_val_folder(imagefolder, tmp_path):
     (data / "val").mkdir(parents=True)
     os.symlink(os.path.join(imagefolder, "train"), data / "train")
     (data / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
-    proc = train(str(data), str(tmp_path / "runs"), "--epochs", "1")
+    proc = train(str(data), str(tmp_path / "runs"), epochs=1)
     assert_user_error(proc, "valprep")
     assert not os.path.exists(tmp_path / "runs")
 
 
 def test_both_lengths(imagefolder, tmp_path):
-    proc = train(imagefolder, str(tmp_path / "runs"), "--epochs", "1", "--iterations", "3")
+    proc = train(imagefolder, str(tmp_path / "runs"), epochs=1, iterations=3)
     assert_user_error(proc, "--epochs", "--iterations")
 
 
 def test_scoring_a_run_without_dynamics(pipeline):
     base, _ = pipeline
-    proc = run_script(
-        "generate_importance_score_imagenet.py",
-        "--base-dir",
-        f"{base}/ccs",
-        "--task-name",
-        "aum-s-0.1",
-        check=False,
-    )
+    proc = run_script(*score_argv(f"{base}/ccs", "aum-s-0.1", imagenet=True), check=False)
     assert_user_error(proc, "td-aum-s-0.1.pt")
 
 
@@ -270,21 +201,15 @@ def test_an_authors_imagenet_run_folder_is_scored_from_its_per_epoch_logs(imagef
             records = [r for r in log if r["epoch"] == epoch]
             pickle.dump({"data-name": "imagenet", "training_dynamics": records}, fh)
     score_path = str(tmp_path / "imagenet-data-score.pt")
-    argv = [
-        "generate_importance_score_imagenet.py",
-        "--data-dir",
-        imagefolder,
-        "--base-dir",
+    argv = score_argv(
         str(tmp_path / "imagenet"),
-        "--task-name",
         "theirs",
-        "--data-score-path",
-        score_path,
-        "--image-size",
-        "32",
-        "--workers",
-        "0",
-    ]
+        imagenet=True,
+        data_dir=imagefolder,
+        data_score_path=score_path,
+        image_size=32,
+        workers=0,
+    )
     assert "scored the authors' training dynamics" in run_script(*argv).stdout
     score = read_score(score_path)
     counts, aum, el2n = reference_dynamics(log, targets)  # EL2N: epochs 0..9, files 1..10

@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import run_script
+from conftest import coreset_flags, run_script, score_argv, train_argv
 
 from core.data.noise import corrupt_labels, resolve_label_noise
 from core.errors import UserError
@@ -90,29 +90,8 @@ def test_a_coreset_run_follows_its_score_file(tmp_path):
 @pytest.mark.slow  # runs the real scripts in subprocesses
 def test_noisy_chain_end_to_end(tiny_cifar10, tmp_path):
     base = str(tmp_path / "runs")
-    common = [
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        tiny_cifar10,
-        "--network",
-        "resnet20",
-        "--batch-size",
-        "64",
-    ]
-    run_script(
-        "train.py",
-        *common,
-        "--epochs",
-        "2",
-        "--label-noise",
-        "0.25",
-        "--task-name",
-        "all",
-        "--base-dir",
-        base,
-    )
-    run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all")
+    run_script(*train_argv(tiny_cifar10, base, "all", epochs=2, label_noise=0.25))
+    run_script(*score_argv(base, "all"))
     flips = torch.load(f"{base}/all/label-noise.pt", weights_only=True)
     assert int(flips["noisy"].sum()) == 100  # 25% of 400
     with open(f"{base}/all/data-score-all.pickle", "rb") as fh:
@@ -123,30 +102,17 @@ def test_noisy_chain_end_to_end(tiny_cifar10, tmp_path):
     assert full["label_noise"] == full["mislabeled_share"] == 0.25
 
     score_path = f"{base}/all/data-score-all.pickle"
-    coreset = [
-        "--iterations",
-        "3",
-        "--coreset",
-        "--coreset-ratio",
-        "0.5",
-        "--data-score-path",
-        score_path,
-        "--base-dir",
-        f"{base}/c",
-    ]
-    run_script(
-        "train.py",
-        *common,
-        *coreset,
-        "--task-name",
-        "ccs",
-        "--coreset-mode",
-        "stratified",
-        "--coreset-key",
-        "accumulated_margin",
-        "--mis-ratio",
-        "0.3",
-    )
+
+    def coreset_run(task, mode, **flags):
+        return train_argv(
+            tiny_cifar10,
+            f"{base}/c",
+            task,
+            iterations=3,
+            **coreset_flags(mode, 0.5, data_score_path=score_path, **flags),
+        )
+
+    run_script(*coreset_run("ccs", "stratified", coreset_key="accumulated_margin", mis_ratio=0.3))
     metrics = json.load(open(f"{base}/c/ccs/metrics.json"))
     indices = torch.load(f"{base}/c/ccs/coreset-indices.pt", weights_only=True)
     assert metrics["mislabeled_share"] == pytest.approx(
@@ -154,17 +120,6 @@ def test_noisy_chain_end_to_end(tiny_cifar10, tmp_path):
     )
     assert metrics["label_noise"] == 0.25  # taken from the score file, no flag given
 
-    refused = run_script(
-        "train.py",
-        *common,
-        *coreset,
-        "--task-name",
-        "r",
-        "--coreset-mode",
-        "random",
-        "--label-noise",
-        "0.1",
-        check=False,
-    )
+    refused = run_script(*coreset_run("r", "random", label_noise=0.1), check=False)
     assert refused.returncode == 2 and "contradicts" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1

@@ -10,17 +10,15 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, run_script, script_env, tiny_train_argv
+from conftest import ROOT, run_script, script_env, train_argv
 
 pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 
 EPOCHS = 8
 
 
-def command(data_dir, base, task):
-    return tiny_train_argv(
-        data_dir, base, task, "--epochs", str(EPOCHS), "--checkpoint-interval", "0"
-    )
+def command(data_dir, base, task, epochs=EPOCHS, **flags):
+    return train_argv(data_dir, base, task, epochs=epochs, checkpoint_interval=0, **flags)
 
 
 def start_and_stop(argv, ckpt, sig):
@@ -84,20 +82,16 @@ def test_sigterm_saves_mid_epoch_and_resumes_like_an_uninterrupted_run(tiny_cifa
 
 def test_no_resume_starts_afresh(tiny_cifar10, tmp_path):
     base = str(tmp_path)
-    argv = command(tiny_cifar10, base, "again")
-    argv[argv.index("--epochs") + 1] = "1"
+    argv = command(tiny_cifar10, base, "again", epochs=1)
     run_script(*argv)
-    out = run_script(*argv, "--no-resume")
+    out = run_script(*command(tiny_cifar10, base, "again", epochs=1, no_resume=True))
     assert "already finished" not in out.stdout and "resuming" not in out.stdout
 
 
 def test_resuming_with_other_settings_is_refused(tiny_cifar10, tmp_path):
     base = str(tmp_path)
-    argv = command(tiny_cifar10, base, "other")
-    argv[argv.index("--epochs") + 1] = "1"
-    run_script(*argv)
-    argv[argv.index("--epochs") + 1] = "2"
-    proc = run_script(*argv, check=False)
+    run_script(*command(tiny_cifar10, base, "other", epochs=1))
+    proc = run_script(*command(tiny_cifar10, base, "other", epochs=2), check=False)
     assert proc.returncode == 2 and "--no-resume" in proc.stderr
 
 

@@ -9,10 +9,15 @@ import pytest
 from conftest import ROOT
 
 # rates x methods (6 besides ccs: random, 4 score orders, moderate; plus the peers d2 and
-# kcenter), plus the ccs beta sweeps: cifar10 publishes beta only at 90%
+# kcenter), plus the ccs betas: cifar10 and imagenet publish beta at 90% (imagenet at 80% too)
+# and sweep it at the other rates; the others sweep it everywhere: 0, 0.1, ..., 0.5 where it
+# fits beside the coreset, so 4 betas at 30% and 6 at each other rate
+SWEPT_EVERYWHERE = 5 * 8 + 4 + 6 * 4
 EXPECTED_CORESET_RUNS = {
     "cifar10": 5 * 8 + 4 + 6 + 6 + 6 + 1,
-    "cifar100": 5 * 8 + 4 + 6 * 4,
+    "cifar100": SWEPT_EVERYWHERE,
+    "svhn": SWEPT_EVERYWHERE,
+    "cinic10": SWEPT_EVERYWHERE,
     "imagenet": 5 * 8 + 4 + 6 + 6 + 1 + 1,
 }
 
@@ -40,8 +45,7 @@ def parse_with_script(argv):
 def test_reproduce_dry_run_commands_parse(dataset):
     commands = dry_run(f"scripts/reproduce_{dataset}.sh")
     coreset_runs = [parse_with_script(c) for c in commands if "--coreset" in c]
-    if dataset in EXPECTED_CORESET_RUNS:
-        assert len(coreset_runs) == EXPECTED_CORESET_RUNS[dataset]
+    assert len(coreset_runs) == EXPECTED_CORESET_RUNS[dataset]
     for args in coreset_runs:
         assert args.coreset and 0 < args.coreset_ratio < 1
         assert args.iterations == (300000 if dataset == "imagenet" else 40000)

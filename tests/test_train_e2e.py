@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 from authors_format import authors_log, reference_dynamics
-from conftest import run_script
+from conftest import coreset_flags, run_script, score_argv, train_argv
 
 pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 
@@ -18,113 +18,45 @@ EPOCHS = 5
 def seed_commands(data_dir, base):
     """The seven seed commands of the original README, shortened."""
     score = f"{base}/all-data/data-score-all-data.pickle"
-    common = ["--dataset", "cifar10", "--gpuid", "0", "--data-dir", data_dir]
-    short = ["--network", "resnet20", "--batch-size", "64"]
-    coreset = ["--iterations", "12"] + common + short
+
+    def coreset_run(name, mode, **flags):
+        return train_argv(
+            data_dir,
+            f"{base}/{name}",
+            f"{name}-0.1",
+            iterations=12,
+            gpuid=0,
+            **coreset_flags(mode, 0.1, **flags),
+        )
+
     return {
-        "full": ["train.py"]
-        + common
-        + ["--epochs", str(EPOCHS), "--lr", "0.1"]
-        + short
-        + ["--task-name", "all-data", "--base-dir", base],
-        "scores": [
-            "generate_importance_score.py",
-            "--gpuid",
-            "0",
-            "--base-dir",
-            base,
-            "--task-name",
-            "all-data",
-        ],
-        "ccs": ["train.py"]
-        + coreset
-        + [
-            "--task-name",
-            "ccs-0.1",
-            "--base-dir",
-            f"{base}/ccs",
-            "--coreset",
-            "--coreset-mode",
+        "full": train_argv(data_dir, base, "all-data", gpuid=0, epochs=EPOCHS, lr=0.1),
+        "scores": score_argv(base, "all-data", gpuid=0),
+        "ccs": coreset_run(
+            "ccs",
             "stratified",
-            "--data-score-path",
-            score,
-            "--coreset-key",
-            "accumulated_margin",
-            "--coreset-ratio",
-            "0.1",
-            "--mis-ratio",
-            "0.3",
-        ],
-        "random": ["train.py"]
-        + coreset
-        + [
-            "--task-name",
-            "random-0.1",
-            "--base-dir",
-            f"{base}/random",
-            "--coreset",
-            "--coreset-mode",
-            "random",
-            "--coreset-ratio",
-            "0.1",
-        ],
-        "forgetting": ["train.py"]
-        + coreset
-        + [
-            "--task-name",
-            "forgetting-0.1",
-            "--base-dir",
-            f"{base}/forgetting",
-            "--coreset",
-            "--coreset-mode",
-            "coreset",
-            "--data-score-path",
-            score,
-            "--coreset-key",
+            data_score_path=score,
+            coreset_key="accumulated_margin",
+            mis_ratio=0.3,
+        ),
+        "random": coreset_run("random", "random"),
+        "forgetting": coreset_run(
             "forgetting",
-            "--coreset-ratio",
-            "0.1",
-            "--data-score-descending",
-            "1",
-        ],
-        "aum": ["train.py"]
-        + coreset
-        + [
-            "--task-name",
-            "accumulated_margin-0.1",
-            "--base-dir",
-            f"{base}/accumulated_margin",
-            "--coreset",
-            "--coreset-mode",
             "coreset",
-            "--data-score-path",
-            score,
-            "--coreset-key",
+            data_score_path=score,
+            coreset_key="forgetting",
+            data_score_descending=1,
+        ),
+        "aum": coreset_run(
             "accumulated_margin",
-            "--coreset-ratio",
-            "0.1",
-            "--data-score-descending",
-            "0",
-        ],
-        "el2n": ["train.py"]
-        + coreset
-        + [
-            "--task-name",
-            "el2n-0.1",
-            "--base-dir",
-            f"{base}/el2n",
-            "--coreset",
-            "--coreset-mode",
             "coreset",
-            "--data-score-path",
-            score,
-            "--coreset-key",
-            "el2n",
-            "--coreset-ratio",
-            "0.1",
-            "--data-score-descending",
-            "1",
-        ],
+            data_score_path=score,
+            coreset_key="accumulated_margin",
+            data_score_descending=0,
+        ),
+        "el2n": coreset_run(
+            "el2n", "coreset", data_score_path=score, coreset_key="el2n", data_score_descending=1
+        ),
     }
 
 
@@ -254,15 +186,7 @@ def test_rerunning_a_finished_run_does_nothing(pipeline, tiny_cifar10):
 
 def test_scoring_a_coreset_run_is_refused_unless_allowed(pipeline):
     base, _ = pipeline
-    score = [
-        "generate_importance_score.py",
-        "--base-dir",
-        f"{base}/random",
-        "--task-name",
-        "random-0.1",
-        "--data-score-path",
-        f"{base}/random/s.pickle",
-    ]
+    score = score_argv(f"{base}/random", "random-0.1", data_score_path=f"{base}/random/s.pickle")
     refused = run_script(*score, check=False)
     assert refused.returncode == 2 and "never visited" in refused.stderr
     assert "--allow-unvisited" in refused.stderr and "Traceback" not in refused.stderr
@@ -276,53 +200,28 @@ def test_scoring_a_coreset_run_is_refused_unless_allowed(pipeline):
     [
         (
             "d2",
-            [
-                "--coreset-key",
-                "forgetting",
-                "--data-score-descending",
-                "1",
-                "--class-balanced",
-                "1",
-                "--mis-ratio",
-                "0.3",
-                "--d2-neighbors",
-                "5",
-            ],
+            dict(
+                coreset_key="forgetting",
+                data_score_descending=1,
+                class_balanced=1,
+                mis_ratio=0.3,
+                d2_neighbors=5,
+            ),
         ),
-        ("kcenter", ["--mis-ratio", "0.3"]),
+        ("kcenter", dict(mis_ratio=0.3)),
     ],
 )
 def test_feature_space_peers_run_from_the_scored_run(pipeline, tiny_cifar10, mode, flags):
     """--coreset-mode d2 / kcenter read features-all-data.pt beside the score file."""
     base, _ = pipeline
     score_path = f"{base}/all-data/data-score-all-data.pickle"
-    argv = [
-        "train.py",
-        "--iterations",
-        "12",
-        "--dataset",
-        "cifar10",
-        "--data-dir",
+    argv = train_argv(
         tiny_cifar10,
-        "--network",
-        "resnet20",
-        "--batch-size",
-        "64",
-    ]
-    argv += [
-        "--task-name",
-        f"{mode}-0.1",
-        "--base-dir",
         f"{base}/{mode}",
-        "--coreset",
-        "--coreset-mode",
-        mode,
-        "--data-score-path",
-        score_path,
-        "--coreset-ratio",
-        "0.1",
-        *flags,
-    ]
+        f"{mode}-0.1",
+        iterations=12,
+        **coreset_flags(mode, 0.1, data_score_path=score_path, **flags),
+    )
     run_script(*argv)
     run = f"{base}/{mode}/{mode}-0.1"
     metrics = json.load(open(f"{run}/metrics.json"))
@@ -350,32 +249,19 @@ def test_a_plain_pickle_named_pt_drives_a_coreset_run(tiny_cifar10, tmp_path):
     with open(tmp_path / "x.pt", "wb") as fh:
         pickle.dump(score, fh)
     run_script(
-        "train.py",
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        tiny_cifar10,
-        "--network",
-        "resnet20",
-        "--batch-size",
-        "64",
-        "--iterations",
-        "2",
-        "--task-name",
-        "el2n-x",
-        "--base-dir",
-        str(tmp_path),
-        "--coreset",
-        "--coreset-mode",
-        "coreset",
-        "--data-score-path",
-        str(tmp_path / "x.pt"),
-        "--coreset-key",
-        "el2n",
-        "--coreset-ratio",
-        "0.1",
-        "--data-score-descending",
-        "1",
+        *train_argv(
+            tiny_cifar10,
+            str(tmp_path),
+            "el2n-x",
+            iterations=2,
+            **coreset_flags(
+                "coreset",
+                0.1,
+                data_score_path=str(tmp_path / "x.pt"),
+                coreset_key="el2n",
+                data_score_descending=1,
+            ),
+        )
     )
     chosen = torch.load(tmp_path / "el2n-x" / "coreset-indices.pt", weights_only=True)
     assert torch.equal(chosen, el2n.argsort(descending=True)[:40].sort().values)
@@ -409,16 +295,7 @@ def test_entropy_and_loss_are_the_reference_pass_of_the_final_model(pipeline, ti
 
     # --normalized-scoring-inputs: the pass on the images the model was trained on
     out = f"{base}/all-data/normalised.pickle"
-    run_script(
-        "generate_importance_score.py",
-        "--base-dir",
-        base,
-        "--task-name",
-        "all-data",
-        "--data-score-path",
-        out,
-        "--normalized-scoring-inputs",
-    )
+    run_script(*score_argv(base, "all-data", data_score_path=out, normalized_scoring_inputs=True))
     with open(out, "rb") as fh:
         normalised = pickle.load(fh)
     assert not torch.allclose(normalised["entropy"], entropy, atol=1e-2)  # they differ
@@ -454,15 +331,7 @@ def test_an_authors_run_folder_is_scored_by_the_readme_command(tiny_cifar10, tmp
     with open(run / "td-all-data.pickle", "wb") as fh:
         pickle.dump({"data-name": "cifar10", "training_dynamics": log}, fh)
     proc = run_script(
-        "generate_importance_score.py",
-        "--gpuid",
-        "0",
-        "--base-dir",
-        str(tmp_path / "cifar10"),
-        "--task-name",
-        "all-data",
-        "--data-dir",
-        tiny_cifar10,
+        *score_argv(str(tmp_path / "cifar10"), "all-data", gpuid=0, data_dir=tiny_cifar10)
     )
     assert "scored the authors' training dynamics" in proc.stdout
     with open(run / "data-score-all-data.pickle", "rb") as fh:
@@ -487,33 +356,18 @@ def test_a_method_added_in_examples_runs_through_train_py_and_the_report(
     base, _ = pipeline
     score = f"{base}/all-data/data-score-all-data.pickle"
     out = str(tmp_path / "kth")
-    argv = [
-        "examples/toy_method.py",
-        "--dataset",
-        "cifar10",
-        "--data-dir",
-        tiny_cifar10,
-        "--network",
-        "resnet20",
-        "--batch-size",
-        "64",
-        "--iterations",
-        "7",
-        "--task-name",
-        "kth",
-        "--base-dir",
-        out,
-        "--coreset",
-        "--coreset-mode",
-        "every_kth",
-        "--data-score-path",
-        score,
-        "--coreset-ratio",
-        "0.25",
-        "--every-kth-offset",
-        "1",
-    ]
-    run_script(*argv)
+
+    def toy(offset):
+        return train_argv(
+            tiny_cifar10,
+            out,
+            "kth",
+            script="examples/toy_method.py",
+            iterations=7,
+            **coreset_flags("every_kth", 0.25, data_score_path=score, every_kth_offset=offset),
+        )
+
+    run_script(*toy(1))
     metrics = json.load(open(f"{out}/kth/metrics.json"))
     assert metrics["method"] == "every_kth" and metrics["coreset_size"] == 100
     assert metrics["coreset"]["every_kth_offset"] == 1
@@ -521,7 +375,7 @@ def test_a_method_added_in_examples_runs_through_train_py_and_the_report(
     aum = pickle.load(open(score, "rb"))["accumulated_margin"]
     expected = aum.argsort(stable=True)[1::4].sort().values
     assert torch.equal(torch.load(f"{out}/kth/coreset-indices.pt"), expected)
-    bad = run_script(*argv[:-1], "-1", check=False)
+    bad = run_script(*toy(-1), check=False)
     assert bad.returncode == 2 and "--every-kth-offset" in bad.stderr
     report = run_script("-m", "core.report", out, "--out", str(tmp_path / "report"))
     assert "every_kth" in report.stdout
