@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, script_env, tiny_train_argv
+from conftest import ROOT, script_env, train_argv
 
 from core.errors import FileAccessError, Terminated, UserError
 from core.file_kinds import check_output_path, kind_by_content, kind_by_name
@@ -392,7 +392,7 @@ def caught_signals(pid) -> int:
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_during_start_up_is_one_line(tmp_path, sig):
-    argv = tiny_train_argv(str(tmp_path / "data"), str(tmp_path / "runs"), "t", "--epochs", "1")
+    argv = train_argv(str(tmp_path / "data"), str(tmp_path / "runs"), "t", epochs=1)
     proc = subprocess.Popen(
         [sys.executable, *argv],
         cwd=ROOT,
@@ -742,7 +742,7 @@ def test_rm_rf_under_a_training_run_never_gives_two_runs_in_one_folder(tiny_cifa
     """rm -rf of the run folder, then the same command again: whichever claims the folder
     first trains on, the other stops with one line; never both."""
     base = str(tmp_path / "runs")
-    argv = tiny_train_argv(tiny_cifar10, base, "t", "--epochs", "300", "--checkpoint-interval", "0")  # fmt: skip
+    argv = train_argv(tiny_cifar10, base, "t", epochs=300, checkpoint_interval=0)
     first = start_training(argv)
     second = None
     try:
@@ -777,7 +777,7 @@ def test_rm_rf_under_a_training_run_never_gives_two_runs_in_one_folder(tiny_cifa
 @pytest.mark.slow
 def test_rm_rf_under_a_lone_training_run_loses_nothing(tiny_cifar10, tmp_path):
     base = str(tmp_path / "runs")
-    argv = tiny_train_argv(tiny_cifar10, base, "t", "--epochs", "4", "--checkpoint-interval", "0")
+    argv = train_argv(tiny_cifar10, base, "t", epochs=4, checkpoint_interval=0)
     proc = start_training(argv)
     deadline = time.time() + 120
     while not os.path.exists(f"{base}/t/ckpt-last.pt") and time.time() < deadline:

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import run_script, tiny_train_argv
+from conftest import coreset_flags, run_script, train_argv
 
 from core.data import DeviceLoader
 from core.dynamic_selection import RS2Schedule, dual_sample, rs2_epoch_indices
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 @pytest.fixture(scope="module")
 def scored(tiny_cifar10, tmp_path_factory):
     base = str(tmp_path_factory.mktemp("recent"))
-    windows = ["--dynamics-window", "3", "--dynamics-epochs", "4", "--snapshot-epochs", "2"]
-    run_script(*tiny_train_argv(tiny_cifar10, base, "all", "--epochs", "4", *windows))
+    windows = dict(dynamics_window=3, dynamics_epochs=4, snapshot_epochs=2)
+    run_script(*train_argv(tiny_cifar10, base, "all", epochs=4, **windows))
     run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all")
     early = f"{base}/early.pickle"
     run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all",
@@ -28,11 +28,10 @@ def scored(tiny_cifar10, tmp_path_factory):
     return base, scores, early
 
 
-def coreset(data_dir, base, task, *flags):
+def coreset(data_dir, base, task, mode, **flags):
     score = f"{base}/all/data-score-all.pickle"
-    argv = tiny_train_argv(data_dir, f"{base}/cs", task, "--iterations", "7", "--coreset",
-                           "--coreset-ratio", "0.25", "--data-score-path", score, *flags)  # fmt: skip
-    run_script(*argv)
+    flags = coreset_flags(mode, 0.25, data_score_path=score, **flags)
+    run_script(*train_argv(data_dir, f"{base}/cs", task, iterations=7, **flags))
     metrics = json.load(open(f"{base}/cs/{task}/metrics.json"))
     return metrics, torch.load(f"{base}/cs/{task}/coreset-indices.pt")
 
@@ -52,15 +51,16 @@ def test_the_score_file_holds_the_new_scores_and_their_early_snapshots(scored):
 def test_tdds_and_dyn_unc_keep_their_highest_scores(tiny_cifar10, scored):
     base, scores, _ = scored
     for key in ("tdds", "dyn_unc"):
-        metrics, chosen = coreset(tiny_cifar10, base, key, "--coreset-mode", "coreset",
-                                  "--coreset-key", key, "--data-score-descending", "1")  # fmt: skip
+        metrics, chosen = coreset(
+            tiny_cifar10, base, key, "coreset", coreset_key=key, data_score_descending=1
+        )
         top = torch.sort(scores[key], descending=True, stable=True).indices[:100]
         assert metrics["method"] == key and torch.equal(chosen, top.sort().values)
 
 
 def test_dual_samples_with_its_beta(tiny_cifar10, scored):
     base, scores, _ = scored
-    metrics, chosen = coreset(tiny_cifar10, base, "dual", "--coreset-mode", "dual", "--seed", "3")
+    metrics, chosen = coreset(tiny_cifar10, base, "dual", "dual", seed=3)
     expected = dual_sample(scores["dual"], 0.25, 3, mean_prob=scores["dual_mean_prob"])
     assert metrics["method"] == "dual" and metrics["coreset"]["dual_c_d"] == 4.0
     assert torch.equal(chosen, expected)
@@ -68,7 +68,7 @@ def test_dual_samples_with_its_beta(tiny_cifar10, scored):
 
 def test_rs2_trains_on_a_fresh_subset_each_epoch(tiny_cifar10, scored):
     base, _, _ = scored
-    metrics, chosen = coreset(tiny_cifar10, base, "rs2", "--coreset-mode", "rs2")
+    metrics, chosen = coreset(tiny_cifar10, base, "rs2", "rs2")
     assert metrics["method"] == "rs2" and metrics["coreset_size"] == 100
     assert torch.equal(chosen, rs2_epoch_indices(400, 0.25, 0, seed=0))
     assert metrics["iterations_trained"] == 8  # whole epochs of 100 examples: 4 x 2 batches

@@ -99,11 +99,10 @@ def test_sigkill_under_the_fast_recipe_resumes_bit_identically(tiny_cifar10, tmp
     """The EMA of the weights and the whitening are in the checkpoint: a killed and resumed
     fast-recipe run ends with the same weights and dynamics as one never interrupted."""
     base = str(tmp_path)
-    fast = ["--network", "airbench94", "--recipe", "fast", "--batch-size", "64"]
+    fast = dict(network="airbench94", recipe="fast", batch_size=64)
 
     def argv(task):
-        return tiny_train_argv(tiny_cifar10, base, task, "--epochs", "6",
-                               "--checkpoint-interval", "0", *fast)  # fmt: skip
+        return train_argv(tiny_cifar10, base, task, epochs=6, checkpoint_interval=0, **fast)
 
     run_script(*argv("clean"))
     code, _ = start_and_stop(argv("killed"), f"{base}/killed/ckpt-last.pt", signal.SIGKILL)

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import run_script, tiny_train_argv
+from conftest import run_script, train_argv
 
 pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 
@@ -21,7 +21,7 @@ def one_error_line(proc):
 
 
 def test_a_diverging_run_stops_at_once_naming_the_step_and_the_flag(tiny_cifar10, tmp_path):
-    argv = tiny_train_argv(tiny_cifar10, str(tmp_path), "t", "--epochs", "3", "--lr", "1e6")
+    argv = train_argv(tiny_cifar10, str(tmp_path), "t", epochs=3, lr=1e6)
     line = one_error_line(run_script(*argv, check=False))
     assert "NaN or infinite at iteration" in line and "--lr" in line and "epoch 1" in line
     assert not os.path.exists(tmp_path / "t" / "metrics.json")
@@ -30,7 +30,7 @@ def test_a_diverging_run_stops_at_once_naming_the_step_and_the_flag(tiny_cifar10
 @pytest.fixture(scope="module")
 def finished(tiny_cifar10, tmp_path_factory):
     base = str(tmp_path_factory.mktemp("finished"))
-    argv = tiny_train_argv(tiny_cifar10, base, "all", "--epochs", "2")
+    argv = train_argv(tiny_cifar10, base, "all", epochs=2)
     run_script(*argv)
     run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all")
     return base, argv
