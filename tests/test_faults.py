@@ -685,12 +685,11 @@ def test_a_batch_left_with_too_few_images_is_one_line(broken_imagefolder):
 
 @pytest.mark.slow
 def test_train_imagenet_trains_past_a_broken_image(broken_imagefolder, tmp_path):
-    from conftest import run_script
+    from conftest import imagenet_argv, run_script
 
     root, broken = broken_imagefolder
-    proc = run_script("train_imagenet.py", "--data-dir", root, "--base-dir", str(tmp_path),
-                      "--task-name", "t", "--image-size", "16", "--workers", "0",
-                      "--batch-size", "4", "--epochs", "2", check=False)  # fmt: skip
+    argv = imagenet_argv(root, str(tmp_path), "t", image_size=16, batch_size=4, epochs=2)
+    proc = run_script(*argv, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: skipping")]

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import coreset_flags, run_script, train_argv
+from conftest import coreset_flags, run_script, score_argv, train_argv
 
 from core.data import DeviceLoader
 from core.dynamic_selection import RS2Schedule, dual_sample, rs2_epoch_indices
@@ -19,10 +19,9 @@ def scored(tiny_cifar10, tmp_path_factory):
     base = str(tmp_path_factory.mktemp("recent"))
     windows = dict(dynamics_window=3, dynamics_epochs=4, snapshot_epochs=2)
     run_script(*train_argv(tiny_cifar10, base, "all", epochs=4, **windows))
-    run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all")
+    run_script(*score_argv(base, "all"))
     early = f"{base}/early.pickle"
-    run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all",
-               "--score-epochs", "2", "--data-score-path", early)  # fmt: skip
+    run_script(*score_argv(base, "all", score_epochs=2, data_score_path=early))
     with open(f"{base}/all/data-score-all.pickle", "rb") as fh:
         scores = pickle.load(fh)
     return base, scores, early

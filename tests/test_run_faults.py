@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import run_script, train_argv
+from conftest import run_script, score_argv, train_argv
 
 pytestmark = pytest.mark.slow  # runs the real scripts in subprocesses
 
@@ -32,7 +32,7 @@ def finished(tiny_cifar10, tmp_path_factory):
     base = str(tmp_path_factory.mktemp("finished"))
     argv = train_argv(tiny_cifar10, base, "all", epochs=2)
     run_script(*argv)
-    run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all")
+    run_script(*score_argv(base, "all"))
     return base, argv
 
 
@@ -81,9 +81,8 @@ def test_scoring_refuses_other_data_than_the_run_trained_on(finished, tmp_path):
 
     other = str(tmp_path / "other")  # same format and size, other images and labels
     write_tiny("cifar10", other, n_train=400, n_test=200, seed=1)
-    proc = run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all",
-                      "--data-dir", other, "--data-score-path", str(tmp_path / "s.pickle"),
-                      check=False)  # fmt: skip
+    argv = score_argv(base, "all", data_dir=other, data_score_path=str(tmp_path / "s.pickle"))
+    proc = run_script(*argv, check=False)
     line = one_error_line(proc)
     assert "images and targets differ from those the run" in line and other in line
     assert not os.path.exists(tmp_path / "s.pickle")
