@@ -257,6 +257,13 @@ class RunSettings:
                 f"--iterations-per-testing must be positive, got {self.iterations_per_testing}"
             )
         check_imagefolder_settings(self.workers, self.image_size)
+        for flag, value in (("--train-subset", self.train_subset),
+                            ("--test-subset", self.test_subset)):  # fmt: skip
+            if value < 0:  # the upper bound, the dataset's size, is checked once it is read
+                raise UserError(f"{flag} must be 0 (all) or a positive size, got {value}")
+        noise = self.label_noise
+        if noise is not None and not (math.isfinite(noise) and 0 <= noise < 1):
+            raise UserError(f"--label-noise must be in [0, 1), got {noise}")
         object.__setattr__(self, "snapshot_epochs", parse_epochs(self.snapshot_epochs))
         for flag, value in (("--dynamics-window", self.dynamics_window),
                             ("--dynamics-epochs", self.dynamics_epochs)):  # fmt: skip
