@@ -29,10 +29,10 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert os.listdir(tmp_path) == ["f.json"]
 
 
-@pytest.mark.parametrize("stage", ["write", "chmod", "fsync", "replace"])
+@pytest.mark.parametrize("stage", ["write", "open", "fsync", "replace"])
 def test_an_interrupted_write_leaves_no_temporary_and_no_open_file(tmp_path, monkeypatch, stage):
     """Ctrl-C (or SIGTERM, which the report turns into it) at any stage: the old file stays,
-    the temporary goes, and its descriptor is closed (it leaked when chmod was interrupted)."""
+    the temporary goes, and its descriptor is closed (it once leaked when interrupted early)."""
     path = tmp_path / "f.json"
     path.write_text("old")
 
