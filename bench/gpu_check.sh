@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Every GPU check in one command, for a lent H100 or H200 (README, "Speed").
 #
-#   bash bench/gpu_check.sh [train] [imagenet] [reproduce]     (default: train imagenet)
+#   bash bench/gpu_check.sh [train] [imagenet] [fast] [reproduce]  (default: train imagenet fast)
 #
 # train      bench/bench_train.py on real CIFAR-10, ResNet-18, batch 256, bf16: our pipeline
 #            against the reference-style one, a few hundred iterations each (~2 min)
 # imagenet   train_imagenet.py, ResNet-34 on synthetic 224x224 JPEGs, a warm-up run and a
 #            longer one; their difference is the warm rate (~2 min)
+# fast       the fast recipe (--recipe fast --network airbench94) on all of CIFAR-10, 10 epochs,
+#            then its scores and one CCS coreset run at 90% pruning; times and accuracies (~2 min)
 # reproduce  scripts/reproduce_cifar10.sh --budget short (~7 min)
 # CIFAR-10 comes from cifar10-jpeg.tar.gz + prepare_cifar10.py in ./local/gpu (copy
 # ../shared/data/* there and name local/gpu in the device tool's carry), ./shared/data or
@@ -15,7 +17,7 @@
 # them under results/gpu/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STAGES="${*:-train imagenet}"
+STAGES="${*:-train imagenet fast}"
 DEST="${OUT:-results/gpu}"
 DATE=$(date +%Y-%m-%d)
 WORK="${GPU_CHECK_WORK:-/tmp/ccs-gpu-check}"
@@ -23,8 +25,8 @@ PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
 for stage in $STAGES; do  # before minutes of work, not after
   case "$stage" in
-    train|imagenet|reproduce) ;;
-    *) echo "error: unknown stage $stage (train, imagenet, reproduce)" >&2; exit 2 ;;
+    train|imagenet|fast|reproduce) ;;
+    *) echo "error: unknown stage $stage (train, imagenet, fast, reproduce)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$DEST" "$WORK"
@@ -84,6 +86,26 @@ keep.update(images_per_s=round(rate, 1), timed_iterations=timed,
             warmup_iterations=warm["iterations"], images_per_s_cold=round(m["images_per_s"], 1),
             batch_size=m["args"]["batch_size"], workers=m["args"].get("workers"),
             data="synthetic 256px JPEG ImageFolder, RandomResizedCrop(224)")
+json.dump(keep, open(sys.argv[2], "w"), indent=2)
+print(json.dumps(keep, indent=2))
+PYEOF
+      ;;
+    fast)
+      prepare_cifar10
+      FAST=(--dataset cifar10 --data-dir "$WORK/data" --network airbench94 --recipe fast
+            --base-dir "$WORK/fast" --no-download --no-resume)
+      "$PY" train.py "${FAST[@]}" --epochs 10 --task-name full 2>&1 | tail -n 3
+      "$PY" generate_importance_score.py --base-dir "$WORK/fast" --task-name full 2>&1 | tail -n 1
+      "$PY" train.py "${FAST[@]}" --iterations 500 --task-name ccs-0.9 --coreset \
+        --coreset-mode stratified --coreset-key accumulated_margin --coreset-ratio 0.1 \
+        --mis-ratio 0.3 --data-score-path "$WORK/fast/full/data-score-full.pickle" 2>&1 | tail -n 2
+      "$PY" - "$WORK/fast" "$DEST/$DATE-fast.json" <<'PYEOF'
+import json, sys
+runs = {name: json.load(open(f"{sys.argv[1]}/{name}/metrics.json")) for name in ("full", "ccs-0.9")}
+keep = {name: {k: m.get(k) for k in ("best_acc", "last_acc", "iterations_trained", "train_time_s",
+                                     "wall_time_s", "images_per_s", "precision", "coreset_size")}
+        for name, m in runs.items()}
+keep.update({k: runs["full"].get(k) for k in ("device", "git_commit", "versions")})
 json.dump(keep, open(sys.argv[2], "w"), indent=2)
 print(json.dumps(keep, indent=2))
 PYEOF

@@ -235,7 +235,7 @@ def test_gpu_check_runs_every_python_command_with_its_python(tmp_path):
     env.pop("PYTHON", None)
     env["OUT"] = str(out)
     proc = subprocess.run(
-        ["bash", "bench/gpu_check.sh", "train", "imagenet", "reproduce"],
+        ["bash", "bench/gpu_check.sh", "train", "imagenet", "fast", "reproduce"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -247,8 +247,10 @@ def test_gpu_check_runs_every_python_command_with_its_python(tmp_path):
     assert not [c for c in commands if c.startswith("bare ")], commands
     scripts = [c.split()[0] for c in commands]
     assert (
-        scripts.count("train_imagenet.py") == 2 and scripts.count("train.py") == 19
-    )  # full + 9 methods x 2 rates
+        scripts.count("train_imagenet.py") == 2 and scripts.count("train.py") == 2 + 27
+    )  # fast: full + one coreset; reproduce: full + 13 methods x 2 rates (recent four too)
+    fast = [c for c in commands if "--recipe fast" in c]
+    assert len(fast) == 2 and all("--network airbench94" in c for c in fast)
     assert "bench/bench_train.py" in scripts and "-m core.report" in "\n".join(commands)
     assert {name.split("-", 3)[-1] for name in os.listdir(out)} >= {
         "train.log",

@@ -11,10 +11,12 @@ from conftest import ROOT
 # rates x methods (6 besides ccs: random, 4 score orders, moderate; plus the peers d2 and
 # kcenter), plus the ccs betas: cifar10 and imagenet publish beta at 90% (imagenet at 80% too)
 # and sweep it at the other rates; the others sweep it everywhere: 0, 0.1, ..., 0.5 where it
-# fits beside the coreset, so 4 betas at 30% and 6 at each other rate
-SWEPT_EVERYWHERE = 5 * 8 + 4 + 6 * 4
+# fits beside the coreset, so 4 betas at 30% and 6 at each other rate. The CIFAR family also
+# runs the four recent baselines (tdds, dyn_unc, dual, rs2) at every rate; ImageNet does not.
+RECENT = 5 * 4
+SWEPT_EVERYWHERE = 5 * 8 + 4 + 6 * 4 + RECENT
 EXPECTED_CORESET_RUNS = {
-    "cifar10": 5 * 8 + 4 + 6 + 6 + 6 + 1,
+    "cifar10": 5 * 8 + 4 + 6 + 6 + 6 + 1 + RECENT,
     "cifar100": SWEPT_EVERYWHERE,
     "svhn": SWEPT_EVERYWHERE,
     "cinic10": SWEPT_EVERYWHERE,
@@ -59,9 +61,9 @@ def test_reproduce_dry_run_commands_parse(dataset):
 def test_short_budget_keeps_every_method_at_two_rates():
     commands = dry_run("scripts/reproduce_cifar10.sh", "--budget", "short")
     runs = [parse_with_script(c) for c in commands if "--coreset" in c]
-    assert len(runs) == 18
+    assert len(runs) == 26  # 13 methods at 2 rates
     assert {round(1 - a.coreset_ratio, 3) for a in runs} == {0.5, 0.9}
-    modes = {"random", "coreset", "stratified", "moderate", "d2", "kcenter"}
+    modes = {"random", "coreset", "stratified", "moderate", "d2", "kcenter", "dual", "rs2"}
     assert {a.coreset_mode for a in runs} == modes
 
 
