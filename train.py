@@ -73,9 +73,8 @@ def load(settings: RunSettings):
     return take_test_subset(take_train_subset(data, settings.train_subset), settings.test_subset)
 
 
-def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None):
-    """Both sets resident on the device; the training set restricted to the coreset."""
-    on_device = dict(
+def _on_device(data, settings: RunSettings, device) -> dict:
+    return dict(
         mean=data.mean,
         std=data.std,
         device=device,
@@ -84,6 +83,23 @@ def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None):
         rank=dist_utils.rank(),
         world_size=dist_utils.world_size(),
     )
+
+
+def eval_loader(split, data, settings: RunSettings, device):
+    """A split to evaluate (the test set, the --val-size split), resident on the device."""
+    return DeviceLoader(
+        split.images,
+        split.targets,
+        augment=False,
+        shuffle=False,
+        batch_size=inference_batch_size(device),
+        **_on_device(data, settings, device),
+    )
+
+
+def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None):
+    """Both sets resident on the device; the training set restricted to the coreset."""
+    on_device = _on_device(data, settings, device)
     train = DeviceLoader(
         data.train.images,
         data.train.targets,
@@ -94,15 +110,7 @@ def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None):
         epoch_subsets=epoch_subsets,
         **on_device,
     )
-    test = DeviceLoader(
-        data.test.images,
-        data.test.targets,
-        augment=False,
-        shuffle=False,
-        batch_size=inference_batch_size(device),
-        **on_device,
-    )
-    return train, test
+    return train, eval_loader(data.test, data, settings, device)
 
 
 CIFAR_FAMILY = DataFamily(
@@ -114,6 +122,7 @@ CIFAR_FAMILY = DataFamily(
     weight_decay=5e-4,
     nesterov=True,
     follows_noise=True,
+    eval_loader=eval_loader,
 )
 
 

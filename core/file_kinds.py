@@ -32,6 +32,7 @@ KINDS = {
     "log": "run's log",
     "coreset indices": "run's coreset indices (coreset-indices.pt)",
     "label noise": "run's label noise (label-noise.pt)",
+    "validation indices": "run's validation split (val-indices.pt)",
     "lock": "run folder's lock",
     "dataset": "dataset file",
     "image": "image",
@@ -53,6 +54,7 @@ _BY_NAME = [
     (r"log-train-.+\.log", "log"),
     (r"coreset-indices\.pt", "coreset indices"),
     (r"label-noise\.pt", "label noise"),
+    (r"val-indices\.pt", "validation indices"),
     (r"\.lock", "lock"),
     # the datasets' own files (core.data.datasets reads them)
     (r"data_batch_\d+|test_batch|batches\.meta", "dataset"),
@@ -310,6 +312,7 @@ _CHECKS = {
     "training dynamics": _check_training_dynamics,
     "label noise": _check_label_noise,
     "coreset indices": _check_indices,
+    "validation indices": _check_indices,
 }
 
 
