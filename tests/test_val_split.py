@@ -337,6 +337,35 @@ def test_val_size_through_the_scripts_and_the_report(tiny_cifar10, tmp_path):
     assert "How far the paper's protocol" in report.stdout
 
 
+@pytest.mark.slow  # the real scripts in subprocesses
+def test_imagenet_holds_out_of_train_and_tests_on_val(tmp_path):
+    """train_imagenet.py's --val-size comes out of train/ (ImageNet's val/ stays the test)."""
+    from tinydata import write_tiny_imagefolder
+
+    data = write_tiny_imagefolder(str(tmp_path / "inet"), num_classes=4, n_train_per_class=6,
+                                  n_val_per_class=2)  # fmt: skip
+    base, score = str(tmp_path / "runs"), str(tmp_path / "runs" / "s.pt")
+    fast = ["--data-dir", data, "--image-size", "32", "--workers", "0", "--network", "resnet18",
+            "--batch-size", "8", "--val-size", "8"]  # fmt: skip
+    run_script("train_imagenet.py", *fast, "--base-dir", base, "--task-name", "full",
+               "--epochs", "1")  # fmt: skip
+    run_script("generate_importance_score_imagenet.py", "--data-dir", data, "--base-dir", base,
+               "--task-name", "full", "--data-score-path", score, "--workers", "0")  # fmt: skip
+    val = torch.load(f"{base}/full/val-indices.pt", weights_only=True)
+    assert val.numel() == 8
+    with open(score, "rb") as fh:
+        scores = pickle.load(fh)
+    assert all(len(value) == 16 for value in scores.values())
+    assert torch.bincount(scores["targets"].long()).tolist() == [4] * 4  # 2 per class held out
+    assert not set(scores[SCORE_KEY].tolist()) & set(val.tolist())
+    run_script("train_imagenet.py", *fast, "--base-dir", f"{base}/c", "--task-name", "ccs",
+               "--iterations", "2", "--coreset", "--coreset-mode", "stratified",
+               "--coreset-ratio", "0.5", "--data-score-path", score)  # fmt: skip
+    metrics = json.load(open(f"{base}/c/ccs/metrics.json"))
+    assert metrics["coreset_size"] == 8 and metrics["train_size"] == 16
+    assert len(metrics["history"][0]["val_acc"]) == 2  # top-1 and top-5, as the test's
+
+
 def test_the_scripts_pass_val_size_to_every_training_command(tmp_path):
     from test_scripts import dry_run
 
