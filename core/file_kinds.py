@@ -307,19 +307,28 @@ def _check_indices(path: str, obj) -> None:
     )
 
 
+def _check_val_indices(path: str, obj) -> None:
+    _need(
+        path,
+        isinstance(obj, torch.Tensor) and obj.ndim == 1 and not obj.is_floating_point(),
+        f"holds {_type(obj)}, not the held-out positions of a --val-size run (a 1-D integer "
+        "tensor)",
+    )
+
+
 _CHECKS = {
     "checkpoint": _check_checkpoint,
     "training dynamics": _check_training_dynamics,
     "label noise": _check_label_noise,
     "coreset indices": _check_indices,
-    "validation indices": _check_indices,
+    "validation indices": _check_val_indices,
 }
 
 
 def check_structure(path: str, obj, kind: str | None = None):
     """``obj`` (loaded from ``path``) if it has the structure of its kind (given, else told by
     the file's name: ckpt-last.pt, ckpt-best.pt, td-<task>.pt, label-noise.pt,
-    coreset-indices.pt); a UserError naming the file and what is wrong otherwise. Other names
+    coreset-indices.pt, val-indices.pt); a UserError naming the file and what is wrong otherwise. Other names
     are not checked."""
     kind = kind or kind_by_name(path)
     check = _CHECKS.get(kind)
