@@ -74,10 +74,8 @@ def load(settings: RunSettings):
     return take_test_subset(take_train_subset(data, settings.train_subset), settings.test_subset)
 
 
-def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None, augment=True):
-    """Both sets resident on the device; the training set restricted to the coreset (or
-    RS2's epoch subsets), augmented as the recipe says."""
-    on_device = dict(
+def _on_device(data, settings: RunSettings, device) -> dict:
+    return dict(
         mean=data.mean,
         std=data.std,
         device=device,
@@ -86,6 +84,24 @@ def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None, au
         rank=dist_utils.rank(),
         world_size=dist_utils.world_size(),
     )
+
+
+def eval_loader(split, data, settings: RunSettings, device):
+    """A split to evaluate (the test set, the --val-size split), resident on the device."""
+    return DeviceLoader(
+        split.images,
+        split.targets,
+        augment=False,
+        shuffle=False,
+        batch_size=inference_batch_size(device),
+        **_on_device(data, settings, device),
+    )
+
+
+def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None, augment=True):
+    """Both sets resident on the device; the training set restricted to the coreset (or
+    RS2's epoch subsets), augmented as the recipe says."""
+    on_device = _on_device(data, settings, device)
     train = DeviceLoader(
         data.train.images,
         data.train.targets,
@@ -96,15 +112,7 @@ def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None, au
         epoch_subsets=epoch_subsets,
         **on_device,
     )
-    test = DeviceLoader(
-        data.test.images,
-        data.test.targets,
-        augment=False,
-        shuffle=False,
-        batch_size=inference_batch_size(device),
-        **on_device,
-    )
-    return train, test
+    return train, eval_loader(data.test, data, settings, device)
 
 
 CIFAR_FAMILY = DataFamily(
@@ -117,6 +125,7 @@ CIFAR_FAMILY = DataFamily(
     nesterov=True,
     follows_noise=True,
     fingerprint=lambda data: data_fingerprint(data.train.targets, images=data.train.images),
+    eval_loader=eval_loader,
 )
 
 

@@ -53,10 +53,8 @@ def resolve_workers(settings: RunSettings) -> RunSettings:
     return dataclasses.replace(settings, workers=default_workers(dist_utils.local_world_size()))
 
 
-def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None, augment=True):
-    """Decoded by DataLoader workers, normalised on the device; training restricted to the
-    coreset."""
-    common = dict(
+def _common(data, settings: RunSettings, device) -> dict:
+    return dict(
         image_size=settings.image_size,
         mean=data.mean,
         std=data.std,
@@ -68,6 +66,20 @@ def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None, au
         seed=settings.seed,
         batch_size=settings.batch_size,
     )
+
+
+def eval_loader(split, data, settings: RunSettings, device):
+    """A split to evaluate (the test set, the --val-size split) with the test transforms."""
+    common = _common(data, settings, device)
+    return ImageFolderLoader(
+        split, augment=False, shuffle=False, persistent_workers=False, **common
+    )
+
+
+def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None, augment=True):
+    """Decoded by DataLoader workers, normalised on the device; training restricted to the
+    coreset."""
+    common = _common(data, settings, device)
     train = ImageFolderLoader(
         data.train,
         augment=augment,
@@ -76,10 +88,7 @@ def loaders(data, settings: RunSettings, indices, device, epoch_subsets=None, au
         epoch_subsets=epoch_subsets,
         **common,
     )
-    test = ImageFolderLoader(
-        data.test, augment=False, shuffle=False, persistent_workers=False, **common
-    )
-    return train, test
+    return train, eval_loader(data.test, data, settings, device)
 
 
 IMAGENET_FAMILY = DataFamily(
@@ -95,6 +104,7 @@ IMAGENET_FAMILY = DataFamily(
     fingerprint=lambda data: data_fingerprint(data.train.targets, paths=data.train.paths),
     # DUAL's ImageNet script scores the first 60 epochs (its CIFAR one 30)
     dynamics_options={"dual_epochs": 60},
+    eval_loader=eval_loader,
 )
 
 

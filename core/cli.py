@@ -136,6 +136,16 @@ def add_training_flags(
         "30; DUAL's 60 on ImageNet)",
     )
     parser.add_argument(
+        "--val-size",
+        type=int,
+        default=0,
+        help="(ours) hold this many training examples out for validation, class-stratified "
+        "and the same for every --seed (after --train-subset, before --label-noise, which "
+        "leaves them clean); every test also evaluates them, metrics.json adds "
+        "test_acc_at_best_val and best_val_acc, ckpt-best.pt follows validation; "
+        "0 = none, the reference's protocol (default: 0)",
+    )
+    parser.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp32"),
         default="auto",

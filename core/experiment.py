@@ -20,6 +20,8 @@ import torch
 
 from core.coreset import select_from_files
 from core.data.noise import LabelNoise, resolve_label_noise, with_targets
+from core.data.valsplit import ValSplit, check_score_file_split, split_validation
+from core.errors import UserError
 from core.fileio import atomic_json_dump, atomic_torch_save
 from core.provenance import provenance
 from core.run_folder import RunFolder, claim_run_folder
@@ -55,6 +57,8 @@ class DataFamily:
     fingerprint: Callable = lambda data: {}
     prepare: Callable[[RunSettings], RunSettings] = lambda settings: settings
     dynamics_options: dict = dataclasses.field(default_factory=dict)  # TrainingDynamics windows
+    # (split, data, settings, device) -> a loader of `split` as the test's: --val-size
+    eval_loader: Callable | None = None
 
 
 def train_run(settings: RunSettings, family: DataFamily) -> int:
@@ -73,7 +77,10 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
 
     data = family.load(settings)
     data_fingerprint = family.fingerprint(data)  # the dataset's own labels, before any noise
+    full_size = len(family.targets(data))
+    data, val = split_validation(data, settings.val_size)  # after --train-subset, before noise
     score_data = _read_score_file(settings)  # once: the labels and the selection read it
+    check_score_file_split(score_data, val, full_size, _score_path(settings))
     data, noise = _labels(settings, family, data, score_data)
     targets = family.targets(data)
     indices = subsets = None
@@ -113,6 +120,7 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
         )
     used = n if indices is None else len(indices)
     precision, precision_why = resolve_precision(settings.precision, device)
+    val_loader = _val_loader(family, val, data, settings, device)
     trainer = Trainer(
         model=model,
         optimizer=optimizer,
@@ -135,7 +143,9 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
             "num_classes": data.num_classes,
             "data_fingerprint": data_fingerprint,
         },
-        what=f"{settings.network} on {family.name(settings)}: {used}/{n} examples",
+        what=f"{settings.network} on {family.name(settings)}: {used}/{n} examples"
+        + ("" if val is None else f" ({val.size} more held out for validation)"),
+        val_loader=val_loader,
     )
     if state is not None:
         trainer.load_state_dict(state)
@@ -152,6 +162,7 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
         dynamics=dynamics,
         device=device,
         noise=noise,
+        val=val,
     )
     return 0
 
@@ -177,7 +188,7 @@ def clear_outputs(run: RunFolder) -> None:
     if not dist_utils.is_main():
         return
     paths = (run.last, run.best, run.metrics, run.td, run.indices, run.label_noise,
-             run.data_score, run.features)  # fmt: skip
+             run.val_indices, run.data_score, run.features)  # fmt: skip
     removed = [os.path.basename(p) for p in paths if os.path.isfile(p)]
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
@@ -199,6 +210,19 @@ def _read_score_file(settings: RunSettings) -> dict | None:
     if selection is None or selection.data_score_path is None:
         return None
     return load_data_score(selection.data_score_path)
+
+
+def _score_path(settings: RunSettings) -> str | None:
+    return settings.selection.data_score_path if settings.selection else None
+
+
+def _val_loader(family: DataFamily, val: ValSplit | None, data, settings, device):
+    """The validation split's loader (--val-size), built as the test set's is."""
+    if val is None:
+        return None
+    if family.eval_loader is None:
+        raise UserError(f"--val-size: {family.name(settings)} runs take no validation split")
+    return family.eval_loader(val.split, data, settings, device)
 
 
 def _labels(settings: RunSettings, family: DataFamily, data, score_data) -> tuple:
@@ -228,6 +252,7 @@ def write_outputs(
     dynamics: TrainingDynamics | None,
     device,
     noise: LabelNoise | None = None,
+    val: ValSplit | None = None,
 ) -> dict | None:
     """metrics.json, the dynamics file and the coreset indices (rank 0 only), then the log's
     last line. ``result`` is what ``Trainer.fit`` returned."""
@@ -241,6 +266,8 @@ def write_outputs(
     if noise is not None:
         flips = {"targets": noise.targets, "true_targets": noise.true_targets, "noisy": noise.noisy}
         atomic_torch_save(flips, run.label_noise)
+    if val is not None:  # positions in the training set before the split
+        atomic_torch_save(val.positions.clone(), run.val_indices)
     selection = settings.selection
     metrics = {
         "method": "full" if selection is None else selection.name,

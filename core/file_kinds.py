@@ -32,6 +32,7 @@ KINDS = {
     "log": "run's log",
     "coreset indices": "run's coreset indices (coreset-indices.pt)",
     "label noise": "run's label noise (label-noise.pt)",
+    "validation indices": "run's validation split (val-indices.pt)",
     "lock": "run folder's lock",
     "dataset": "dataset file",
     "image": "image",
@@ -53,6 +54,7 @@ _BY_NAME = [
     (r"log-train-.+\.log", "log"),
     (r"coreset-indices\.pt", "coreset indices"),
     (r"label-noise\.pt", "label noise"),
+    (r"val-indices\.pt", "validation indices"),
     (r"\.lock", "lock"),
     # the datasets' own files (core.data.datasets reads them)
     (r"data_batch_\d+|test_batch|batches\.meta", "dataset"),
@@ -305,18 +307,28 @@ def _check_indices(path: str, obj) -> None:
     )
 
 
+def _check_val_indices(path: str, obj) -> None:
+    _need(
+        path,
+        isinstance(obj, torch.Tensor) and obj.ndim == 1 and not obj.is_floating_point(),
+        f"holds {_type(obj)}, not the held-out positions of a --val-size run (a 1-D integer "
+        "tensor)",
+    )
+
+
 _CHECKS = {
     "checkpoint": _check_checkpoint,
     "training dynamics": _check_training_dynamics,
     "label noise": _check_label_noise,
     "coreset indices": _check_indices,
+    "validation indices": _check_val_indices,
 }
 
 
 def check_structure(path: str, obj, kind: str | None = None):
     """``obj`` (loaded from ``path``) if it has the structure of its kind (given, else told by
     the file's name: ckpt-last.pt, ckpt-best.pt, td-<task>.pt, label-noise.pt,
-    coreset-indices.pt); a UserError naming the file and what is wrong otherwise. Other names
+    coreset-indices.pt, val-indices.pt); a UserError naming the file and what is wrong otherwise. Other names
     are not checked."""
     kind = kind or kind_by_name(path)
     check = _CHECKS.get(kind)

@@ -74,6 +74,11 @@ class RunFolder:
         return self._file("label-noise.pt")
 
     @property
+    def val_indices(self) -> str:
+        """The training-set positions a --val-size run held out for validation."""
+        return self._file("val-indices.pt")
+
+    @property
     def data_score(self) -> str:
         """Default score file written by generate_importance_score*.py."""
         return self._file(f"data-score-{self.task}.pickle")
@@ -87,7 +92,7 @@ class RunFolder:
         """The names of every file the project writes into this folder (training, scoring,
         the lock), for ``core.fileio.check_writable_names``."""
         paths = (self.last, self.best, self.log, self.td, self.metrics, self.indices,
-                 self.label_noise, self.data_score, self.features)  # fmt: skip
+                 self.label_noise, self.val_indices, self.data_score, self.features)  # fmt: skip
         return [os.path.basename(p) for p in paths] + [LOCK_NAME]
 
     def still_held(self) -> bool:

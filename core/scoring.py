@@ -14,6 +14,7 @@ from core.data import DeviceLoader, inference_batch_size, load_dataset
 from core.data.fingerprint import data_fingerprint, differences
 from core.data.noise import LabelNoise, with_targets
 from core.data.subset import take_train_subset
+from core.data.valsplit import split_validation
 from core.errors import UserError
 from core.fileio import atomic_torch_save
 from core.models import build_model, classifier_of
@@ -260,6 +261,7 @@ def score_finished_run(
     check_same_data(
         state, data_fingerprint(data.train.targets, images=data.train.images), run, data_dir
     )
+    data, val = run_val_split(run, data, trained)  # the run trained on the rest only
     noise = run_label_noise(run, data.train.targets)
     if noise is not None:  # loss and the score file's targets: the labels it trained on
         data = with_targets(data, noise.targets)
@@ -278,10 +280,27 @@ def score_finished_run(
         inference=inference,
         targets=data.train.targets,
         data_score_path=data_score_path,
-        extra=None if noise is None else noise.score_keys(),
+        extra={**(noise.score_keys() if noise else {}), **(val.score_keys() if val else {})},
         score_epochs=score_epochs,
     )
     return {**out, "authors_td": authors_td}
+
+
+def run_val_split(run: RunFolder, data, trained: RunSettings | None) -> tuple:
+    """(data, ValSplit or None): the training set the run trained on, after the validation
+    split its settings record (--val-size; the same split, drawn again from its fixed seed),
+    checked against the positions its val-indices.pt holds."""
+    data, val = split_validation(data, (trained.val_size or 0) if trained else 0)
+    if val is None:
+        return data, None
+    if os.path.isfile(run.val_indices):
+        saved = load_checkpoint(run.val_indices)
+        if not torch.equal(saved.long(), val.positions):
+            raise UserError(
+                f"{run.val_indices}: the run held out other examples than --val-size "
+                f"{val.size} holds out here (another dataset or --train-subset?)"
+            )
+    return data, val
 
 
 def run_label_noise(run: RunFolder, targets) -> LabelNoise | None:
@@ -333,6 +352,7 @@ def score_imagenet_run(
     if state is not None:
         found = data_fingerprint(data.train.targets, paths=data.train.paths)
         check_same_data(state, found, run, data_dir or run_data_dir)
+    data, val = run_val_split(run, data, trained)
     n = len(data.train)
     if td is not None and (
         td["scores"]["visits"].numel() != n or state["num_classes"] != data.num_classes
@@ -360,6 +380,7 @@ def score_imagenet_run(
         targets=data.train.targets,
         data_score_path=data_score_path,
         score_epochs=score_epochs,
+        extra=None if val is None else val.score_keys(),
     )
     return {**out, "authors_td": authors_td}
 

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from core import methods
+from core.data.valsplit import check_val_size
 from core.errors import UserError
 from core.run_folder import features_beside
 
@@ -183,8 +184,8 @@ RESUME_FIELDS = {
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How one run trains: data, network, schedule, subsets, label noise, seed, precision,
-    where it lives, and the coreset it trains on (None: all data, recording dynamics)."""
+    """How one run trains: data, network, schedule, subsets, validation split, label noise,
+    seed, precision, where it lives, and the coreset it trains on (None: all data, recording dynamics)."""
 
     script: str  # train.py or train_imagenet.py: which flags it has and what resumes it
     dataset: str
@@ -214,6 +215,8 @@ class RunSettings:
     label_noise: float | None = None
     label_noise_seed: int = 0
     download: bool = True
+    # both: training examples held out for validation (core.data.valsplit); 0 = none
+    val_size: int = 0
     # train_imagenet.py
     scheduler: str = "cosine"
     image_size: int | None = None
@@ -264,6 +267,7 @@ class RunSettings:
         noise = self.label_noise
         if noise is not None and not (math.isfinite(noise) and 0 <= noise < 1):
             raise UserError(f"--label-noise must be in [0, 1), got {noise}")
+        check_val_size(self.val_size)
         object.__setattr__(self, "snapshot_epochs", parse_epochs(self.snapshot_epochs))
         for flag, value in (("--dynamics-window", self.dynamics_window),
                             ("--dynamics-epochs", self.dynamics_epochs)):  # fmt: skip
@@ -335,6 +339,8 @@ class RunSettings:
         for name in ("dynamics_window", "dynamics_epochs"):
             if getattr(self, name) is not None:
                 settings[name] = getattr(self, name)
+        if self.val_size:
+            settings["val_size"] = self.val_size
         # full data: the score path of a run without one, as run folders have always recorded
         coreset = self.selection.record() if self.selection else {"data_score_path": None}
         settings["coreset"] = coreset
@@ -344,17 +350,22 @@ class RunSettings:
         """Every setting, as plain values (the checkpoint's "settings")."""
         record = dataclasses.asdict(self)
         record["selection"] = None if self.selection is None else self.selection.record()
+        if not self.val_size:  # as every record made before --val-size
+            del record["val_size"]
         return record
 
     def metrics_record(self) -> dict:
         """What metrics.json says about how the run was made."""
         selection = self.selection.record(absolute_paths=True) if self.selection else None
-        return {
+        record = {
             "seed": self.seed,
             "dataset": self.dataset,
             "network": self.network,
             "coreset": selection,
         }
+        if self.val_size:
+            record["val_size"] = self.val_size
+        return record
 
 
 def parse_epochs(value) -> tuple[int, ...]:

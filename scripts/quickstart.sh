@@ -7,6 +7,7 @@
 #   bash scripts/quickstart.sh --rates 0.7,0.9 --seeds 0,1 --data-dir ~/data
 #   bash scripts/quickstart.sh --label-noise 0.2    # 20% of the labels flipped first
 #   bash scripts/quickstart.sh --methods random,ccs,d2,kcenter --beta 0.1,0.3,0.5
+#   bash scripts/quickstart.sh --val-size 1000 --beta 0.1,0.3,0.5  # the honest protocol too
 #
 # Profiles (pruning rate 0.9 keeps 10% of the training set):
 #   cpu   ResNet-20, a fixed 10,000-example subset, 10 epochs of dynamics, coresets trained
@@ -19,6 +20,9 @@
 # --methods picks from: random ccs forgetting accumulated_margin el2n entropy moderate
 # (the default) and the feature-space peers d2 kcenter. --beta is CCS's hard-cut ratio; a
 # list runs CCS once per value (the report keeps the best per rate and lists the sweep).
+# --val-size N holds N training examples out for validation in every train.py command (the
+# same N for the whole study, in its own folder): the report then also shows the test accuracy
+# at the best validation point, with β chosen on validation accuracy.
 # Rerunning skips finished runs and resumes unfinished ones. CIFAR-10 is downloaded into
 # --data-dir (default $DATA_DIR or ./data) when it is not already there. Paths are relative
 # to the folder you run it from; it works from any folder.
@@ -26,12 +30,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/methods.sh"
 
-PROFILE="" RATES="0.9" SEEDS="0" BETA="0.3" DEVICE="auto" NOISE="" CHOSEN=""
+PROFILE="" RATES="0.9" SEEDS="0" BETA="0.3" DEVICE="auto" NOISE="" CHOSEN="" VAL=""
 DATA_DIR="${DATA_DIR:-./data}" BASE_DIR="" OUT=""
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --profile|--rates|--seeds|--beta|--data-dir|--base-dir|--out|--device|--label-noise|--methods)
+    --profile|--rates|--seeds|--beta|--data-dir|--base-dir|--out|--device|--label-noise|--methods|--val-size)
       [ $# -ge 2 ] || fail "$1 needs a value (see --help)" ;;
   esac
   case "$1" in
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
     --device) DEVICE="$2"; shift 2 ;;
     --label-noise) NOISE="$2"; shift 2 ;;
     --methods) CHOSEN="$2"; shift 2 ;;
+    --val-size) VAL="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) fail "unknown argument $1 (see --help)" ;;
   esac
@@ -54,6 +59,10 @@ check_list "--seeds" "$SEEDS" integer
 check_list "--beta" "$BETA" beta
 [ -z "$NOISE" ] || check_list "--label-noise" "$NOISE" beta
 [ -z "$CHOSEN" ] || check_methods "--methods" "$CHOSEN"
+if [ -n "$VAL" ]; then
+  [[ "$VAL" =~ ^[0-9]+$ ]] || fail "--val-size: '$VAL' is not a whole number"
+  [ "$VAL" -gt 0 ] || VAL=""  # 0: none, the paper's protocol
+fi
 PY="${PYTHON:-python}"
 if [ -z "$PROFILE" ]; then
   if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
@@ -71,11 +80,11 @@ elif [ "$PROFILE" = smoke ]; then
   # most of a smoke run is process start-up (~10 s each), so it runs three methods
   METHODS="random ccs accumulated_margin"
 fi
-BASE_DIR="${BASE_DIR:-./data-model/cifar10-$PROFILE${NOISE:+-noise$NOISE}}"
+BASE_DIR="${BASE_DIR:-./data-model/cifar10-$PROFILE${NOISE:+-noise$NOISE}${VAL:+-val$VAL}}"
 OUT="${OUT:-$BASE_DIR}"
 COMMON=(--dataset cifar10 --data-dir "$DATA_DIR" --network "$NET" --batch-size "$BS"
         --train-subset "$SUBSET" --test-subset "$TEST" --device "$DEVICE"
-        ${NOISE:+--label-noise "$NOISE"})
+        ${NOISE:+--label-noise "$NOISE"} ${VAL:+--val-size "$VAL"})
 SCORE="$BASE_DIR/all-data/data-score-all-data.pickle"
 
 echo "== quickstart: profile $PROFILE ($NET, subset ${SUBSET/#0/all}, $EPOCHS epochs of dynamics," \

@@ -3,7 +3,7 @@
 # importance scores, then every method at pruning rates 30/50/70/80/90%, then the report.
 #
 #   bash scripts/reproduce.sh DATASET [--dry-run] [--budget full|short] [--seeds 0,1,2]
-#                             [--data-dir DIR] [--base-dir DIR] [--gpuid 0]
+#                             [--data-dir DIR] [--base-dir DIR] [--gpuid 0] [--val-size N]
 #
 # DATASET: cifar10, cifar100, svhn, cinic10 (ResNet-18, 200 epochs, coresets 40,000
 # iterations of batch 256) or imagenet (ResNet-34, 60 epochs, coresets 300,000 iterations,
@@ -12,13 +12,15 @@
 # 0, 0.1, ..., 0.5 elsewhere. The peers D2 pruning (the D2 authors' CIFAR settings, hard
 # cut 0.4 or the pruning rate if lower) and k-center greedy run at every rate too. --budget short (cifar10 only) keeps every method but runs
 # 15 epochs of dynamics and 1,500-iteration coresets at rates 50% and 90%: about 7 minutes
-# on one H100. --dry-run prints the commands. Finished runs are skipped, unfinished resumed.
+# on one H100. --val-size N holds N training examples out for validation in every training
+# command (the honest protocol beside the paper's; the study gets its own folder).
+# --dry-run prints the commands. Finished runs are skipped, unfinished resumed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/methods.sh
 
 DATASET="${1:-}"; shift || true
-DRY=0 BUDGET=full SEEDS=0 DATA_DIR="${DATA_DIR:-}" BASE_DIR="" GPUID=0
+DRY=0 BUDGET=full SEEDS=0 DATA_DIR="${DATA_DIR:-}" BASE_DIR="" GPUID=0 VAL=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1; shift ;;
@@ -27,7 +29,8 @@ while [ $# -gt 0 ]; do
     --data-dir) DATA_DIR="$2"; shift 2 ;;
     --base-dir) BASE_DIR="$2"; shift 2 ;;
     --gpuid) GPUID="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --val-size) VAL="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,6 +57,13 @@ if [ "$BUDGET" = short ]; then
   EPOCHS=15 ITERS=1500 TESTING=500 RATES="0.5 0.9"
 elif [ "$BUDGET" != full ]; then
   echo "error: --budget must be full or short, got $BUDGET" >&2; exit 2
+fi
+if ! [[ "$VAL" =~ ^[0-9]+$ ]]; then
+  echo "error: --val-size: '$VAL' is not a whole number" >&2; exit 2
+fi
+if [ "$VAL" -gt 0 ]; then
+  TRAIN+=(--val-size "$VAL")
+  BASE_DIR="${BASE_DIR:-./data-model/$DATASET-$BUDGET-val$VAL}"
 fi
 BASE_DIR="${BASE_DIR:-./data-model/$DATASET-$BUDGET}"
 SCORE="$BASE_DIR/all-data/data-score-all-data.pickle"

@@ -216,15 +216,19 @@ def test_an_authors_imagenet_run_folder_is_scored_from_its_per_epoch_logs(imagef
     # the reference's keys, visits, and the recent baselines' scores (issue 22: the authors'
     # logs give them too)
     recent = {"tdds", "dyn_unc", "dual", "dual_mean_prob", "accumulated_margin_logits"}
-    assert set(score) == {
-        "targets",
-        "correctness",
-        "forgetting",
-        "last_correctness",
-        "accumulated_margin",
-        "el2n",
-        "visits",
-    } | recent
+    assert (
+        set(score)
+        == {
+            "targets",
+            "correctness",
+            "forgetting",
+            "last_correctness",
+            "accumulated_margin",
+            "el2n",
+            "visits",
+        }
+        | recent
+    )
     assert torch.equal(score["correctness"], counts["correctness"])
     assert torch.equal(score["forgetting"], counts["forgetting"])
     assert torch.allclose(score["accumulated_margin"], aum, atol=1e-2)

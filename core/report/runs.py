@@ -41,6 +41,10 @@ SUMMARY_KEYS = (
     "pruning_rate",
     "best_acc",
     "last_acc",
+    # --val-size runs: the honest protocol's numbers (docs/FAITHFULNESS.md T18, R5)
+    "test_acc_at_best_val",
+    "best_val_acc",
+    "val_size",
     "coreset_size",
     "train_size",
     "seed",
@@ -162,6 +166,7 @@ def run_settings(metrics: dict, base_dir: str) -> dict:
         if shown is not None:
             found[shown] = value
     found["label_noise"] = metrics.get("label_noise") or 0.0  # null: clean labels
+    found["val_size"] = args.get("val_size") or 0  # recorded only when there is a split
     return found
 
 
@@ -302,19 +307,21 @@ def _variants(runs: list[dict]) -> dict:
     return variants
 
 
-def choose_variants(runs: list[dict]) -> tuple[list[dict], set]:
-    """Keep, for each method and rate, the beta with the best mean accuracy.
+def choose_variants(runs: list[dict], on: str = "best_acc") -> tuple[list[dict], set]:
+    """Keep, for each method and rate, the beta with the best mean accuracy ``on``.
 
     A beta sweep (several hard-cut ratios at one rate) would otherwise be averaged as if it
-    were seeds. The paper picks beta per setting; so does this, on the test accuracy the runs
-    report (docs/FAITHFULNESS.md, R2). Returns the kept runs and the (group, label, rate) cells
-    that had a choice.
+    were seeds. The paper picks beta per setting; so does this, by default on the test accuracy
+    the runs report (docs/FAITHFULNESS.md, R2); ``on="best_val_acc"`` chooses on validation
+    accuracy instead (--val-size runs, R5), among the runs that record it. Returns the kept
+    runs and the (group, label, rate) cells that had a choice.
     """
     kept, swept = [], set()
+    runs = [run for run in runs if run.get(on) is not None]
     for cell, by_beta in _variants(runs).items():
         if len(by_beta) > 1:
             swept.add(cell)
-        best = max(by_beta.values(), key=lambda runs: stats([r["best_acc"] for r in runs])[0])
+        best = max(by_beta.values(), key=lambda runs: stats([r[on] for r in runs])[0])
         kept.extend(best)
     return sorted(kept, key=sort_key), swept
 

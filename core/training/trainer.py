@@ -85,9 +85,11 @@ class Trainer:
         progress=True,
         started=None,
         what="",
+        val_loader=None,
     ):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.test_loader = train_loader, test_loader
+        self.val_loader = val_loader  # (ours) --val-size: evaluated at every test point
         self.device, self.precision, self.topk = device, precision, tuple(topk)
         self.precision_why = precision_why
         self.dynamics = dynamics
@@ -159,6 +161,7 @@ class Trainer:
                 "acc": self.best_acc,
                 "iteration": self.position["iteration"],
                 **self.state_extra,
+                **self._val_best(),  # with a validation split: this model's accuracies
             }
             save_checkpoint(best, self.run.best)
 
@@ -267,7 +270,7 @@ class Trainer:
         if finished or test_epoch:
             accs = self._test()
             line += " | test " + " ".join(f"top{k} {a:.4f}" for k, a in zip(self.topk, accs))
-            line += f" (best {self.best_acc:.4f})"
+            line += f" (best {self.best_acc:.4f})" + self._val_line()
         rate = self.images_seen / max(self.train_time_s, 1e-9)
         bar.set_rate(f"{rate:,.0f} img/s")
         if finished or test_epoch or time.monotonic() - self._last_line >= EPOCH_LOG_INTERVAL_S:
@@ -329,16 +332,56 @@ class Trainer:
         self.last_acc = accs[0]
         improved = accs[0] > self.best_acc or not self.history
         self.best_acc = max(self.best_acc, accs[0])
-        self.history.append(
-            {
-                "iteration": self.position["iteration"],
-                "epoch": self.position["epoch"],
-                "acc": accs,
-            }
-        )
+        entry = {
+            "iteration": self.position["iteration"],
+            "epoch": self.position["epoch"],
+            "acc": accs,
+        }
+        if self.val_loader is not None:  # ckpt-best.pt follows validation, never the test
+            improved = self._validate(entry)
+        self.history.append(entry)
         if improved:
             self.save_best()
         return accs
+
+    # ---- the validation split (--val-size) --------------------------------------------------
+    def _validate(self, entry) -> bool:
+        """Evaluate the validation set into the history ``entry``; whether it is the best
+        validation accuracy so far (the first of equals)."""
+        best = self._best_val_entry()
+        entry["val_acc"] = evaluate(
+            self.model, self.val_loader, self.device, self.precision, self.topk
+        )
+        return best is None or entry["val_acc"][0] > best["val_acc"][0]
+
+    def _best_val_entry(self):
+        """The test point with the best validation accuracy (the first of equals), from the
+        history, so that a resumed run knows it too; None before the first."""
+        entries = [e for e in self.history if "val_acc" in e]
+        return max(entries, key=lambda e: e["val_acc"][0]) if entries else None
+
+    def _val_result(self) -> dict:
+        """metrics.json's honest numbers: the test accuracy at the best validation point."""
+        best = self._best_val_entry()
+        if self.val_loader is None or best is None:
+            return {}
+        return {"test_acc_at_best_val": best["acc"][0], "best_val_acc": best["val_acc"][0]}
+
+    def _val_best(self) -> dict:
+        """ckpt-best.pt's accuracies with a validation split: of the model it holds."""
+        result = self._val_result()
+        if not result:
+            return {}
+        return {"acc": result["test_acc_at_best_val"], "val_acc": result["best_val_acc"]}
+
+    def _val_line(self) -> str:
+        best = self._best_val_entry()
+        if self.val_loader is None or best is None:
+            return ""
+        return (
+            f" | val top1 {self.history[-1]['val_acc'][0]:.4f} (best {best['val_acc'][0]:.4f}, "
+            f"test there {best['acc'][0]:.4f})"
+        )
 
     def wall_time_s(self) -> float:
         return self.wall_before_s + time.time() - self.session_start
@@ -362,4 +405,5 @@ class Trainer:
             "precision": self.precision,
             "precision_why": self.precision_why,
             "history": self.history,
+            **self._val_result(),
         }
