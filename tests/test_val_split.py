@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 import torch
-from conftest import ROOT, run_script, tiny_train_argv
+from conftest import ROOT, coreset_flags, imagenet_argv, run_script, score_argv, train_argv
 from test_report import table_row, write_run
 
 from core.data.datasets import ArrayDataset, DatasetBundle, load_dataset
@@ -318,17 +318,17 @@ def test_a_coreset_run_of_another_split_is_refused_before_training(held_out_chai
 @pytest.mark.slow  # the real scripts in subprocesses
 def test_val_size_through_the_scripts_and_the_report(tiny_cifar10, tmp_path):
     base = str(tmp_path / "runs")
-    full = tiny_train_argv(tiny_cifar10, base, "all", "--epochs", "2", "--val-size", "40")
-    run_script(*full, "--iterations-per-testing", "1")
-    run_script("generate_importance_score.py", "--base-dir", base, "--task-name", "all")
+    full = train_argv(tiny_cifar10, base, "all", epochs=2, val_size=40, iterations_per_testing=1)
+    run_script(*full)
+    run_script(*score_argv(base, "all"))
     score = f"{base}/all/data-score-all.pickle"
-    coreset = ["--iterations", "2", "--coreset", "--coreset-mode", "stratified",
-               "--coreset-ratio", "0.5", "--data-score-path", score]  # fmt: skip
-    for seed, beta in ((0, "0.1"), (0, "0.2")):
+    coreset = dict(iterations=2, **coreset_flags("stratified", 0.5, data_score_path=score))
+    for seed, beta in ((0, 0.1), (0, 0.2)):
         task = f"ccs-b{beta}"
-        argv = tiny_train_argv(tiny_cifar10, f"{base}/c", task, *coreset, "--mis-ratio", beta)
-        run_script(*argv, "--val-size", "40", "--seed", str(seed))
-    refused = run_script(*tiny_train_argv(tiny_cifar10, f"{base}/c", "x", *coreset), check=False)
+        argv = train_argv(tiny_cifar10, f"{base}/c", task, mis_ratio=beta, val_size=40,
+                          seed=seed, **coreset)  # fmt: skip
+        run_script(*argv)
+    refused = run_script(*train_argv(tiny_cifar10, f"{base}/c", "x", **coreset), check=False)
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode == 2 and len(lines) == 1, refused.stderr
     assert "scored with --val-size 40, this run has no validation split" in lines[0]
@@ -345,12 +345,10 @@ def test_imagenet_holds_out_of_train_and_tests_on_val(tmp_path):
     data = write_tiny_imagefolder(str(tmp_path / "inet"), num_classes=4, n_train_per_class=6,
                                   n_val_per_class=2)  # fmt: skip
     base, score = str(tmp_path / "runs"), str(tmp_path / "runs" / "s.pt")
-    fast = ["--data-dir", data, "--image-size", "32", "--workers", "0", "--network", "resnet18",
-            "--batch-size", "8", "--val-size", "8"]  # fmt: skip
-    run_script("train_imagenet.py", *fast, "--base-dir", base, "--task-name", "full",
-               "--epochs", "1")  # fmt: skip
-    run_script("generate_importance_score_imagenet.py", "--data-dir", data, "--base-dir", base,
-               "--task-name", "full", "--data-score-path", score, "--workers", "0")  # fmt: skip
+    fast = dict(network="resnet18", batch_size=8, val_size=8)
+    run_script(*imagenet_argv(data, base, "full", epochs=1, **fast))
+    run_script(*score_argv(base, "full", imagenet=True, data_dir=data, data_score_path=score,
+                           workers=0))  # fmt: skip
     val = torch.load(f"{base}/full/val-indices.pt", weights_only=True)
     assert val.numel() == 8
     with open(score, "rb") as fh:
@@ -358,9 +356,8 @@ def test_imagenet_holds_out_of_train_and_tests_on_val(tmp_path):
     assert all(len(value) == 16 for value in scores.values())
     assert torch.bincount(scores["targets"].long()).tolist() == [4] * 4  # 2 per class held out
     assert not set(scores[SCORE_KEY].tolist()) & set(val.tolist())
-    run_script("train_imagenet.py", *fast, "--base-dir", f"{base}/c", "--task-name", "ccs",
-               "--iterations", "2", "--coreset", "--coreset-mode", "stratified",
-               "--coreset-ratio", "0.5", "--data-score-path", score)  # fmt: skip
+    coreset = coreset_flags("stratified", 0.5, data_score_path=score)
+    run_script(*imagenet_argv(data, f"{base}/c", "ccs", iterations=2, **fast, **coreset))
     metrics = json.load(open(f"{base}/c/ccs/metrics.json"))
     assert metrics["coreset_size"] == 8 and metrics["train_size"] == 16
     assert len(metrics["history"][0]["val_acc"]) == 2  # top-1 and top-5, as the test's
