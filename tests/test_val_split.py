@@ -133,7 +133,7 @@ def _scripted_trainer(tmp_path, monkeypatch, test_accs, val_accs):
     scripted = {id(test_loader): iter(test_accs), id(val_loader): iter(val_accs or [])}
     weights = []
 
-    def evaluate(model, loader, device, precision="fp32", topk=(1,)):
+    def evaluate(model, loader, device, precision="fp32", topk=(1,), predict=None):
         if loader is test_loader:
             weights.append({k: v.clone() for k, v in model.state_dict().items()})
         return [next(scripted[id(loader)])]
@@ -205,9 +205,9 @@ def _spy_family():
 
     seen = {}
 
-    def loaders(data, settings, indices, device, epoch_subsets=None):
+    def loaders(data, settings, indices, device, epoch_subsets=None, augment=True):
         seen["images"] = data.train.images if indices is None else data.train.images[indices]
-        return train.loaders(data, settings, indices, device, epoch_subsets)
+        return train.loaders(data, settings, indices, device, epoch_subsets, augment)
 
     return dataclasses.replace(train.CIFAR_FAMILY, loaders=loaders), seen
 
