@@ -83,14 +83,7 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
     check_score_file_split(score_data, val, full_size, _score_path(settings))
     data, noise = _labels(settings, family, data, score_data)
     targets = family.targets(data)
-    indices = subsets = None
-    if settings.selection is not None:
-        indices = select_from_files(
-            settings.selection, targets=targets, seed=settings.seed, data_score=score_data
-        )
-        per_epoch = settings.selection.method.epoch_subsets
-        if per_epoch is not None:  # a fresh subset every epoch (RS2); indices: epoch 0's
-            subsets = per_epoch(settings.selection, targets, settings.seed)
+    indices, subsets = _coreset(settings, targets, score_data)
     seed_everything(settings.seed)  # the same on every rank: DDP starts from rank 0's weights
     recipe = make_recipe(settings, family)
     train_loader, test_loader = family.loaders(
@@ -107,17 +100,7 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
         first = recipe.prepare_images
         recipe.prepare(model, train_loader.first_images(first) if first else None)
     n = len(targets)
-    dynamics = None
-    if not settings.ignore_td:
-        options = {**family.dynamics_options, **settings.dynamics_options()}
-        dynamics = TrainingDynamics(
-            n,
-            data.num_classes,
-            device=device,
-            extra_scores=True,
-            snapshot_epochs=settings.snapshot_epochs,
-            **options,
-        )
+    dynamics = _dynamics(settings, family, n, data.num_classes, device)
     used = n if indices is None else len(indices)
     precision, precision_why = resolve_precision(settings.precision, device)
     val_loader = _val_loader(family, val, data, settings, device)
@@ -165,6 +148,29 @@ def train_run(settings: RunSettings, family: DataFamily) -> int:
         val=val,
     )
     return 0
+
+
+def _coreset(settings: RunSettings, targets, score_data) -> tuple:
+    """(indices, epoch subsets): the coreset (None: all data), and for a dynamic method (RS2)
+    its per-epoch subsets, `indices` then being epoch 0's."""
+    if settings.selection is None:
+        return None, None
+    indices = select_from_files(
+        settings.selection, targets=targets, seed=settings.seed, data_score=score_data
+    )
+    per_epoch = settings.selection.method.epoch_subsets
+    subsets = None if per_epoch is None else per_epoch(settings.selection, targets, settings.seed)
+    return indices, subsets
+
+
+def _dynamics(settings: RunSettings, family: DataFamily, n: int, num_classes: int, device):
+    """The training dynamics every run records (the reference's scores and the recent
+    baselines'), or None with --ignore-td."""
+    if settings.ignore_td:
+        return None
+    options = {**family.dynamics_options, **settings.dynamics_options()}
+    return TrainingDynamics(n, num_classes, device=device, extra_scores=True,
+                            snapshot_epochs=settings.snapshot_epochs, **options)  # fmt: skip
 
 
 def outputs_written(run: RunFolder, state: dict | None) -> bool:
