@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from core.data import load_dataset  # noqa: E402
 from core.data.device import AIRBENCH, DeviceLoader, Normaliser, inference_batch_size  # noqa: E402
 from core.data.subset import take_train_subset  # noqa: E402
+from core.fileio import atomic_torch_save  # noqa: E402
 from core.models import build_model  # noqa: E402
 from core.training.recipe import FastRecipe  # noqa: E402
 
@@ -36,6 +37,8 @@ def get_args_parser():
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="(bf16)")
     parser.add_argument("--device", default="cpu", help="default cpu")
+    parser.add_argument("--checkpoint", default="", help="saved every epoch, resumed from if "
+                        "there (default: none)")  # fmt: skip
     return parser
 
 
@@ -94,9 +97,16 @@ def main(args):
           f"{args.batch_size} ({per_epoch}/epoch), {args.precision}, {args.threads} threads, "
           f"{device} {cpu_description() if device.type == 'cpu' else ''}", flush=True)  # fmt: skip
 
-    start = time.perf_counter()
-    recipe.prepare(model, Normaliser(data.mean, data.std, device)(train_loader.images[:5000]))
-    iteration, epoch = 0, 0
+    parts = dict(model=model, optimizer=optimizer, scheduler=scheduler, recipe=recipe)
+    start, iteration, epoch = time.perf_counter(), 0, 0
+    if args.checkpoint and os.path.exists(args.checkpoint):  # whole epochs: resumes exactly
+        state = torch.load(args.checkpoint, map_location=device, weights_only=True)
+        for name, part in parts.items():
+            part.load_state_dict(state[name])
+        iteration, epoch, start = state["iteration"], state["epoch"], start - state["train_s"]
+        print(f"resumed at epoch {epoch}, {state['train_s']:.0f} s of training done", flush=True)
+    else:
+        recipe.prepare(model, Normaliser(data.mean, data.std, device)(train_loader.images[:5000]))
     while iteration < total:
         for _, images, targets in train_loader.epoch(epoch):
             with autocast(device, args.precision):
@@ -116,6 +126,10 @@ def main(args):
             f"{elapsed:.0f} s",
             flush=True,
         )  # fmt: skip  (host sync, once per epoch)
+        if args.checkpoint:
+            state = {name: part.state_dict() for name, part in parts.items()}
+            state.update(iteration=iteration, epoch=epoch, train_s=time.perf_counter() - start)
+            atomic_torch_save(state, args.checkpoint)
     train_s = time.perf_counter() - start
     acc, tta_acc = test(recipe.eval_model(model), recipe, test_loader, device, args.precision)
     test_s = time.perf_counter() - start - train_s
