@@ -5,6 +5,12 @@ airbench does, then tests the averaged weights with and without test-time augmen
 
     nice python3 bench/fast_recipe_probe.py --data-dir /work/data              # 50k examples
     nice python3 bench/fast_recipe_probe.py --data-dir /work/data --train-subset 10000
+
+Measured on 2 shared cores (AMD EPYC with native bf16, avx512_bf16), seed 0, bf16, on the
+JPEG re-encoded CIFAR-10 copy: 50k examples 89.82% plain, 90.64% with TTA, 2,325 s of training
+(486 steps; airbench94 reports 94.01% on the official data). 10k examples: 78.71 / 79.45%
+(fp32: 78.70 / 79.77%), where airbench94's own code, run on the CPU in bf16 on the same 10k,
+gave 78.24 / 79.09%.
 """
 
 import argparse
