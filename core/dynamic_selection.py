@@ -100,17 +100,6 @@ def _pass_generator(seed: int, group: str, pass_number: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
-def _largest_remainder(counts: torch.Tensor, budget: int) -> torch.Tensor:
-    """`budget` split over classes in proportion to `counts` (floor, then the largest
-    remainders; ties to the lower class)."""
-    total = int(counts.sum())
-    scaled = counts.long() * budget
-    share, remainder = scaled // total, scaled % total
-    order = sorted(range(len(counts)), key=lambda c: (-int(remainder[c]), c))
-    share[order[: budget - int(share.sum())]] += 1
-    return share
-
-
 class _Stream:
     """One group's endless visiting order: pass after pass, each a fresh permutation of the
     group, read `size` at a time (one epoch). An epoch that straddles two passes takes the end
@@ -164,7 +153,9 @@ class RS2Schedule:
             classes, counts = torch.unique(targets, return_counts=True)
             names = [f"class{c}" for c in classes.tolist()]
             groups = [(targets == c).nonzero().squeeze(1) for c in classes.tolist()]
-            sizes = _largest_remainder(counts, self.size).tolist()
+            from core.coreset import largest_remainder  # here: core.coreset imports this module
+
+            sizes = largest_remainder(counts, self.size).tolist()
         self._streams = [
             _Stream(members, size, seed, name)
             for name, members, size in zip(names, groups, sizes)
